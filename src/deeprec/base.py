@@ -1,0 +1,310 @@
+"""The estimator contract every model (DeepRec and the baselines) follows.
+
+scikit-learn conventions: hyper-parameters are explicit ``__init__`` keywords stored as-is,
+``fit`` returns self, fitted state ends in ``_``. Everything speaks raw ids at the edges
+and contiguous indices inside. Saved models are a directory::
+
+    model.json           class name, hyper-parameters, fitted metadata (no code)
+    weights.safetensors  every tensor (model weights and the training ratings as CSR)
+    user_ids.npy, item_ids.npy   raw-id maps (loaded with allow_pickle=False)
+
+Loading never executes code: only classes listed in ``KNOWN_MODELS`` can be named.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from deeprec.atomic import atomic_directory
+from deeprec.data.dataset import PreparedDataset, lookup
+from deeprec.data.sparse import CSRMatrix
+from deeprec.errors import CheckpointError, DataError
+
+MODEL_FORMAT_VERSION = 1
+
+# class name -> module; load_model() imports only these.
+KNOWN_MODELS: dict[str, str] = {
+    "DeepRec": "deeprec.estimator",
+}
+
+
+def as_dataset(train: Any, valid: Any = None) -> PreparedDataset:
+    """A PreparedDataset as-is, or DataFrames indexed by their training ids."""
+    if isinstance(train, PreparedDataset):
+        if valid is not None:
+            raise DataError("pass valid only with a DataFrame; a prepared dataset has its own")
+        return train
+    return PreparedDataset.from_tables(train, valid)
+
+
+class Recommender:
+    """Base class: raw-id bookkeeping, predict/score/recommend, safe save/load.
+
+    Subclasses implement ``_fit_dataset``, ``_predict_indices``, ``_score_users`` and
+    ``_state_dict``/``_load_state_dict``; ``_fold_in`` where the model can serve new users.
+    """
+
+    # Fitted state shared by every model.
+    user_ids_: np.ndarray
+    item_ids_: np.ndarray
+    train_: CSRMatrix
+    rating_range_: tuple[float, float]
+    global_mean_: float
+
+    model_name: ClassVar[str] = "Recommender"
+
+    # ----------------------------------------------------------- sklearn API
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [
+            p.name
+            for p in sig.parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> Self:
+        valid = set(self._param_names())
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(f"unknown parameter {key!r} for {type(self).__name__}")
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, train: Any, valid: Any = None) -> Self:
+        """Fit on a DataFrame (user, item, rating columns) or a PreparedDataset."""
+        dataset = as_dataset(train, valid)
+        self._set_index(dataset)
+        self._fit_dataset(dataset)
+        return self
+
+    def _set_index(self, dataset: PreparedDataset) -> None:
+        self.user_ids_ = dataset.user_ids
+        self.item_ids_ = dataset.item_ids
+        self.train_ = dataset.csr("train")
+        self.rating_range_ = dataset.rating_range
+        ratings = dataset.train.ratings
+        self.global_mean_ = float(ratings.mean()) if ratings.shape[0] else 0.0
+
+    @property
+    def n_users(self) -> int:
+        return int(self.user_ids_.shape[0])
+
+    @property
+    def n_items(self) -> int:
+        return int(self.item_ids_.shape[0])
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "user_ids_"):
+            raise DataError(f"this {type(self).__name__} is not fitted yet; call fit() first")
+
+    # -------------------------------------------------------------- predict
+    def predict(
+        self, users: Any, items: Any, *, unknown: str = "fallback", clip: bool = True
+    ) -> np.ndarray:
+        """Predicted ratings for parallel arrays of raw user and item ids.
+
+        Pairs with an unknown user or item get the training mean (``unknown="fallback"``),
+        NaN (``"nan"``), or raise (``"raise"``). Predictions are clipped to the training
+        rating range unless `clip` is false.
+        """
+        self._check_fitted()
+        u = lookup(self.user_ids_, np.asarray(users))
+        i = lookup(self.item_ids_, np.asarray(items))
+        if u.shape != i.shape:
+            raise DataError(f"users and items differ in length ({u.shape[0]} vs {i.shape[0]})")
+        known = (u >= 0) & (i >= 0)
+        if unknown == "raise" and not known.all():
+            bad = int(np.flatnonzero(~known)[0])
+            raise DataError(
+                f"unknown user or item at position {bad}: "
+                f"user={np.asarray(users)[bad]!r}, item={np.asarray(items)[bad]!r}"
+            )
+        if unknown not in ("fallback", "nan", "raise"):
+            raise ValueError("unknown must be 'fallback', 'nan' or 'raise'")
+        out = np.full(u.shape, self.global_mean_ if unknown == "fallback" else np.nan, np.float64)
+        if known.any():
+            out[known] = self._predict_indices(u[known], i[known])
+        if clip:
+            low, high = self.rating_range_
+            out = np.clip(out, low, high)
+        return out
+
+    def score(self, test: Any, split: str = "test") -> dict[str, float | int]:
+        """RMSE and MAE on a DataFrame of raw-id ratings or a PreparedDataset's split.
+
+        ``rmse``/``mae`` use predictions clipped to the rating scale (the headline);
+        ``rmse_unclipped``/``mae_unclipped`` are reported beside them.
+        """
+        if isinstance(test, PreparedDataset):
+            part = test.split(split)
+            users = test.user_ids[part.users]
+            items = test.item_ids[part.items]
+            truth = part.ratings.astype(np.float64)
+        else:
+            from deeprec.data.table import ITEM, RATING, USER, ids_to_numpy, to_ratings_table
+
+            table = to_ratings_table(test)
+            users = ids_to_numpy(table.get_column(USER))
+            items = ids_to_numpy(table.get_column(ITEM))
+            truth = table.get_column(RATING).to_numpy().astype(np.float64)
+        if truth.shape[0] == 0:
+            raise DataError("cannot score on an empty set of ratings")
+        raw = self.predict(users, items, clip=False)
+        low, high = self.rating_range_
+        clipped = np.clip(raw, low, high)
+        n_unknown = int(
+            ((lookup(self.user_ids_, users) < 0) | (lookup(self.item_ids_, items) < 0)).sum()
+        )
+        return {
+            "rmse": float(np.sqrt(np.mean((clipped - truth) ** 2))),
+            "mae": float(np.mean(np.abs(clipped - truth))),
+            "rmse_unclipped": float(np.sqrt(np.mean((raw - truth) ** 2))),
+            "mae_unclipped": float(np.mean(np.abs(raw - truth))),
+            "n": int(truth.shape[0]),
+            "n_unknown": n_unknown,
+        }
+
+    # ------------------------------------------------------ subclass hooks
+    def _fit_dataset(self, dataset: PreparedDataset) -> None:
+        raise NotImplementedError
+
+    def _predict_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Unclipped predictions for known (user index, item index) pairs."""
+        raise NotImplementedError
+
+    def _score_users(self, users: np.ndarray) -> np.ndarray:
+        """Unclipped predictions over all items for known user indices: (len(users), n_items)."""
+        raise NotImplementedError
+
+    def _fold_in(self, items: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        """Predictions over all items for a new user given (item index, rating) pairs."""
+        raise NotImplementedError(f"{type(self).__name__} cannot fold in new users")
+
+    def _state_dict(self) -> dict[str, Any]:
+        """Model tensors (torch) to save; the base class adds the training matrix."""
+        raise NotImplementedError
+
+    def _load_state_dict(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _fitted_meta(self) -> dict[str, Any]:
+        """Extra JSON-serialisable fitted state (histories, metrics...)."""
+        return {}
+
+    def _load_fitted_meta(self, meta: dict[str, Any]) -> None:
+        return None
+
+    # ------------------------------------------------------------ save/load
+    def save(self, path: str | Path, *, overwrite: bool = True) -> Path:
+        """Write the model directory atomically (see module docstring)."""
+        import torch
+        from safetensors.torch import save_file
+
+        self._check_fitted()
+        state = {k: v.detach().cpu().contiguous() for k, v in self._state_dict().items()}
+        state["_train.indptr"] = torch.from_numpy(self.train_.indptr.astype(np.int64))
+        state["_train.indices"] = torch.from_numpy(self.train_.indices.astype(np.int32))
+        state["_train.values"] = torch.from_numpy(self.train_.values.astype(np.float32))
+        info = {
+            "format_version": MODEL_FORMAT_VERSION,
+            "class": self.model_name,
+            "params": self.get_params(),
+            "n_users": self.n_users,
+            "n_items": self.n_items,
+            "rating_range": list(self.rating_range_),
+            "global_mean": self.global_mean_,
+            "fitted": self._fitted_meta(),
+        }
+        with atomic_directory(path, overwrite=overwrite) as tmp:
+            save_file(state, str(tmp / "weights.safetensors"))
+            np.save(tmp / "user_ids.npy", self.user_ids_, allow_pickle=False)
+            np.save(tmp / "item_ids.npy", self.item_ids_, allow_pickle=False)
+            (tmp / "model.json").write_text(json.dumps(info, indent=2, default=_json_default))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Recommender:
+        """Load a saved model; refuses pickle files and classes not in KNOWN_MODELS."""
+        model = load_model(path)
+        if cls is not Recommender and not isinstance(model, cls):
+            raise CheckpointError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (tuple, set)):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} in model.json")
+
+
+def load_model(path: str | Path) -> Recommender:
+    """Load any saved deeprec model without executing code from the file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    root = Path(path)
+    if root.is_file():
+        raise CheckpointError(
+            f"{root} is a single file; deeprec models are directories with model.json and "
+            "weights.safetensors (pickle-based .pt/.pkl files are refused: they can run code)"
+        )
+    info_path = root / "model.json"
+    weights_path = root / "weights.safetensors"
+    if not info_path.is_file() or not weights_path.is_file():
+        raise CheckpointError(
+            f"{root} is not a saved deeprec model (model.json or weights missing)"
+        )
+    try:
+        info = json.loads(info_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{info_path} is not valid JSON ({exc})") from exc
+    name = info.get("class")
+    module = KNOWN_MODELS.get(name)
+    if module is None:
+        raise CheckpointError(f"{info_path}: unknown model class {name!r}")
+    cls = getattr(importlib.import_module(module), name)
+    try:
+        state = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{weights_path} is not a valid safetensors file ({exc})") from exc
+    try:
+        user_ids = np.load(root / "user_ids.npy", allow_pickle=False)
+        item_ids = np.load(root / "item_ids.npy", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{root}: cannot read the id maps ({exc})") from exc
+    model = cls(**info.get("params", {}))
+    model.user_ids_ = user_ids
+    model.item_ids_ = item_ids
+    model.rating_range_ = tuple(info["rating_range"])
+    model.global_mean_ = float(info["global_mean"])
+    try:
+        model.train_ = CSRMatrix(
+            indptr=state.pop("_train.indptr").numpy(),
+            indices=state.pop("_train.indices").numpy(),
+            values=state.pop("_train.values").numpy(),
+            shape=(int(info["n_users"]), int(info["n_items"])),
+        )
+    except KeyError as exc:
+        raise CheckpointError(f"{weights_path} lacks the training matrix ({exc})") from exc
+    model._load_fitted_meta(info.get("fitted", {}))
+    model._load_state_dict(state)
+    return model
