@@ -16,6 +16,7 @@ for the few users that lost draws; heavy users use the Gumbel top-k trick instea
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
@@ -111,7 +112,7 @@ def _activity(rng: np.random.Generator, users: int, ratings: int, cap: int) -> n
         if diff == 0:
             break
         room = (cap - counts) if diff > 0 else (counts - 1)
-        weights = room * (counts if diff > 0 else counts).astype(np.float64)
+        weights = room * counts.astype(np.float64)
         if weights.sum() == 0:
             raise DataError("cannot spread the ratings over the users within the limits")
         pick = rng.choice(users, size=min(abs(diff), users), p=weights / weights.sum())
@@ -274,12 +275,11 @@ def _write_netflix(
     combined_of = np.minimum(
         (np.arange(ids.shape[0]) * n_combined) // max(ids.shape[0], 1), n_combined - 1
     )
-    handles = (
-        [open(root / f"combined_data_{k + 1}.txt", "wb") for k in range(n_combined)]
-        if "combined_data" in layouts
-        else []
-    )
-    try:
+    with contextlib.ExitStack() as stack:
+        handles = [
+            stack.enter_context(open(root / f"combined_data_{k + 1}.txt", "wb"))
+            for k in range(n_combined if "combined_data" in layouts else 0)
+        ]
         batch_rows = 4_000_000
         k = 0
         with tqdm(total=ids.shape[0], desc="write", unit="item", disable=not progress) as bar:
@@ -298,9 +298,6 @@ def _write_netflix(
                         handles[int(combined_of[j])].write(block)
                 bar.update(stop - k)
                 k = stop
-    finally:
-        for handle in handles:
-            handle.close()
 
 
 def _write_csv(path: Path, log: dict[str, np.ndarray]) -> None:
