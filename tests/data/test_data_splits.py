@@ -188,6 +188,7 @@ def test_time_split_needs_timestamps(tmp_path):
         prepare_dataset([tmp_path / "r.csv"], "csv", "netflix-full")
 
 
+@pytest.mark.filterwarnings("ignore::deeprec.errors.DataWarning")
 def test_split_leaving_test_or_train_empty(tmp_path):
     root = write_netflix_tree(tmp_path / "nf", ROWS[:8])  # nothing in December 2005
     with pytest.raises(DataError, match="test set empty"):
