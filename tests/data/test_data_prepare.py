@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 from datahelpers import tree_digest
 
 from deeprec.data.dataset import PreparedDataset
 from deeprec.data.prepare import prepare_dataset
 from deeprec.data.synth import synthesize
+from deeprec.errors import DataError
 
 
 def test_prepare_twice_is_byte_identical_and_meta_complete(tmp_path):
@@ -30,7 +33,7 @@ def test_prepare_twice_is_byte_identical_and_meta_complete(tmp_path):
     assert meta["rating_range"] == [1.0, 5.0]
     files = meta["source"]["files"]
     assert len(files) == meta["source"]["n_files"] > 0
-    assert files[0]["sha256"] == hashlib.sha256(open(files[0]["path"], "rb").read()).hexdigest()
+    assert files[0]["sha256"] == hashlib.sha256(Path(files[0]["path"]).read_bytes()).hexdigest()
     loaded = PreparedDataset.load(first)
     np.testing.assert_array_equal(loaded.train.users, ds.train.users)
     assert loaded.n_users == ds.n_users and loaded.meta["n_items"] == ds.n_items
@@ -50,9 +53,7 @@ def test_failed_prepare_leaves_previous_output(tmp_path):
     prepare_dataset([raw / "ratings.csv"], "csv", "random:0.9,0.05,0.05", out)
     before = tree_digest(out)
     (tmp_path / "bad.csv").write_text("user,item,rating\n1,2,3\n1,3,bad\n")
-    try:
+    with pytest.raises(DataError, match="bad.csv:3"):
         prepare_dataset([tmp_path / "bad.csv"], "csv", "random:0.9,0.05,0.05", out, overwrite=True)
-    except Exception:
-        pass
     assert tree_digest(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "out", "raw"]
