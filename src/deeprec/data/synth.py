@@ -240,11 +240,12 @@ def _draw_heavy(
 
 # --------------------------------------------------------------------------- writing
 def _by_item(log: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row order grouped by item (stable), the item ids present and their [start, end) rows."""
     order = np.argsort(log["item"], kind="stable")
-    items = log["item"][order]
-    ids, starts = np.unique(items, return_index=True)
-    ends = np.append(starts[1:], items.shape[0])
-    return order, ids, np.stack([starts, ends], axis=1)
+    counts = np.bincount(log["item"])
+    ids = np.flatnonzero(counts)
+    ends = np.cumsum(counts)[ids]
+    return order, ids, np.stack([ends - counts[ids], ends], axis=1)
 
 
 def _lines(log: dict[str, np.ndarray], rows: np.ndarray) -> tuple[bytes, np.ndarray]:
