@@ -159,7 +159,14 @@ def generate(
     last = np.minimum(span_days, first + np.ceil(active).astype(np.int64))
 
     heavy = counts > max(100, n_items // 10)
-    out_user, out_item, out_rating, out_day = [], [], [], []
+    # Filled in place (no final concatenation: peak memory stays near one copy of the log).
+    out = {
+        "user": np.empty(n_ratings, dtype=np.int64),
+        "item": np.empty(n_ratings, dtype=np.int32),
+        "rating": np.empty(n_ratings, dtype=np.int8),
+        "day": np.empty(n_ratings, dtype=np.int32),
+    }
+    filled = 0
     chunk = max(1, int(8_000_000 // max(1, n_ratings / n_users)))
     starts = range(0, n_users, chunk)
     for start in tqdm(starts, desc="synth", unit="chunk", disable=not progress):
@@ -185,16 +192,13 @@ def generate(
         lo, hi = cum[first[users]], cum[last[users] + 1]
         day = np.searchsorted(cum, lo + rng.random(n) * (hi - lo), side="right") - 1
         day = np.clip(day, first[users], last[users])
-        out_user.append(raw_ids[users])
-        out_item.append((items + 1).astype(np.int32))
-        out_rating.append(stars)
-        out_day.append((day + _EPOCH_DAY).astype(np.int32))
-    return {
-        "user": np.concatenate(out_user),
-        "item": np.concatenate(out_item),
-        "rating": np.concatenate(out_rating),
-        "day": np.concatenate(out_day),
-    }
+        part = slice(filled, filled + n)
+        out["user"][part] = raw_ids[users]
+        out["item"][part] = items + 1
+        out["rating"][part] = stars
+        out["day"][part] = day + _EPOCH_DAY
+        filled += n
+    return {name: values[:filled] for name, values in out.items()}
 
 
 def _draw_light(
