@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from deeprec.data.dataset import FORMAT_VERSION, PreparedDataset, Split, split_arrays
-from deeprec.data.indexing import EXCLUDED, VALID, Columns, distinct
+from deeprec.data.indexing import Columns, distinct
 from deeprec.data.readers import FORMATS, guess_format, read_ratings, resolve_files
 from deeprec.data.readers._io import sha256_file
 from deeprec.data.readers.convert import SPLIT
@@ -369,4 +369,4 @@ def format_table1(meta: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["EXCLUDED", "VALID", "format_table1", "prepare_dataset", "split_stats"]
+__all__ = ["format_table1", "prepare_dataset", "split_stats"]
