@@ -87,11 +87,12 @@ def _ensure_newline(data: bytes) -> bytes:
     return data if not data or data.endswith(b"\n") else data + b"\n"
 
 
-def iter_chunks(paths: Iterable[Path], chunk_bytes: int = CHUNK_BYTES) -> Iterator[Chunk]:
+def iter_chunks(paths: Iterable[Path], chunk_bytes: int | None = None) -> Iterator[Chunk]:
     """Concatenate files into chunks of whole lines, about `chunk_bytes` each.
 
     Small files (Netflix mv_*.txt) are batched together; big files are cut at line ends.
     """
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
     parts: list[bytes] = []
     segments: list[Segment] = []
     size = 0
