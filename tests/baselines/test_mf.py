@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from baseline_synthetic import low_rank_ratings
 
-from conftest import low_rank_ratings
 from deeprec.baselines import BiasedMF, BiasOnly
 
 

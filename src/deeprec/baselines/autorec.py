@@ -37,6 +37,8 @@ from deeprec.data.dataset import PreparedDataset
 from deeprec.data.sparse import CSRMatrix
 from deeprec.errors import CheckpointError, ConfigError, TrainingError
 
+LBFGS_ITERATIONS_PER_EPOCH = 5  # one L-BFGS "epoch" = this many full-batch iterations
+
 ACTIVATIONS = {
     "sigmoid": torch.sigmoid,
     "tanh": torch.tanh,
@@ -195,7 +197,11 @@ class AutoRec(Recommender):
             opt = torch.optim.Rprop(plist, lr=float(self.lr))
         else:
             opt = torch.optim.LBFGS(
-                plist, lr=float(self.lr), max_iter=1, history_size=20, line_search_fn="strong_wolfe"
+                plist,
+                lr=float(self.lr),
+                max_iter=LBFGS_ITERATIONS_PER_EPOCH,
+                history_size=20,
+                line_search_fn="strong_wolfe",
             )
 
         valid = validation_split(dataset)

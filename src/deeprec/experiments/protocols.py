@@ -79,7 +79,7 @@ def carve_validation(
     if fraction == 0.0:
         return train.reset_index(drop=True), None
     rng = np.random.default_rng(seed)
-    n_valid = int(round(fraction * len(train)))
+    n_valid = round(fraction * len(train))
     picked = np.zeros(len(train), dtype=bool)
     picked[rng.permutation(len(train))[:n_valid]] = True
     return train[~picked].reset_index(drop=True), train[picked].reset_index(drop=True)
@@ -128,7 +128,7 @@ def random_splits(
     frame = _to_pandas(frame)
     for seed in seeds:
         rng = np.random.default_rng(seed)
-        n_test = int(round(test_fraction * len(frame)))
+        n_test = round(test_fraction * len(frame))
         is_test = np.zeros(len(frame), dtype=bool)
         is_test[rng.permutation(len(frame))[:n_test]] = True
         train, valid = carve_validation(
