@@ -5,9 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from baseline_synthetic import low_rank_ratings
+from baseline_synthetic import low_rank_ratings, tiny_frame
 
 from deeprec.baselines import AutoRec
+
+
+@pytest.fixture(scope="module")
+def tiny_ratings() -> pd.DataFrame:
+    return tiny_frame()
 
 
 def test_item_based_equals_user_based_on_transposed_matrix(tiny_ratings):

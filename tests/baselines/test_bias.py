@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from baseline_synthetic import tiny_frame
 
 from deeprec.baselines import BiasOnly
+
+
+@pytest.fixture(scope="module")
+def tiny_ratings() -> pd.DataFrame:
+    return tiny_frame()
 
 
 def test_one_sweep_by_hand():

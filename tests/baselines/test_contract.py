@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from baseline_synthetic import tiny_frame
 
 from deeprec.base import KNOWN_MODELS, Recommender, load_model
 from deeprec.baselines import AutoRec, BiasedMF, BiasOnly
@@ -20,6 +21,11 @@ FACTORIES = {
     ),
 }
 SEEDED = ["mf", "i-autorec", "u-autorec"]
+
+
+@pytest.fixture(scope="module")
+def tiny_ratings() -> pd.DataFrame:
+    return tiny_frame()
 
 
 def _split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

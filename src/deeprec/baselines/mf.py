@@ -20,7 +20,13 @@ import numpy as np
 import torch
 
 from deeprec.base import Recommender
-from deeprec.baselines._common import check_positive, clipped_rmse, counts, validation_split
+from deeprec.baselines._common import (
+    check_positive,
+    clipped_rmse,
+    counts,
+    torch_threads,
+    validation_split,
+)
 from deeprec.data.dataset import PreparedDataset
 from deeprec.errors import CheckpointError, ConfigError, TrainingError
 
@@ -77,6 +83,10 @@ class BiasedMF(Recommender):
 
     def _fit_dataset(self, dataset: PreparedDataset) -> None:
         self._check_params()
+        with torch_threads(1):
+            self._train(dataset)
+
+    def _train(self, dataset: PreparedDataset) -> None:
         gen = torch.Generator().manual_seed(int(self.seed))
         k = int(self.n_factors)
         lr, reg = float(self.lr), float(self.reg)
