@@ -37,6 +37,9 @@ from deeprec.data.dataset import PreparedDataset
 from deeprec.data.sparse import CSRMatrix
 from deeprec.errors import CheckpointError, ConfigError, TrainingError
 
+# Evaluate the decoder only at observed entries below this many floats; above it a dense
+# product then a gather is faster (ML-100K full batch: 0.1 s vs 0.5 s per step).
+SPARSE_DECODER_LIMIT = 1_000_000
 LBFGS_ITERATIONS_PER_EPOCH = 5  # one L-BFGS "epoch" = this many full-batch iterations
 
 ACTIVATIONS = {
@@ -153,13 +156,8 @@ class AutoRec(Recommender):
         matrix = self._rows_matrix()
         n_rows, n_cols = matrix.shape
         hidden = int(self.hidden)
-        local = torch.from_numpy(np.repeat(np.arange(n_rows, dtype=np.int64), matrix.row_lengths()))
-        cols = torch.from_numpy(matrix.indices.astype(np.int64))
-        target = torch.from_numpy(matrix.values.astype(np.float32) - np.float32(self._offset))
-        x_all = torch.zeros(n_rows, n_cols)
-        x_all[local, cols] = target
-        mask_all = torch.zeros(n_rows, n_cols)
-        mask_all[local, cols] = 1.0
+        row_counts = matrix.row_lengths()
+        col_counts = counts(matrix.indices, n_cols)
         n_obs = max(int(matrix.nnz), 1)
 
         def uniform(shape: tuple[int, ...], fan_in: int, fan_out: int) -> torch.Tensor:
@@ -176,10 +174,32 @@ class AutoRec(Recommender):
         act = ACTIVATIONS[self.activation]
         l2 = float(self.l2)
 
-        def objective(x: torch.Tensor, m: torch.Tensor, scale: float) -> torch.Tensor:
-            h = act(x @ params["encoder.weight"].T + params["encoder.bias"])
-            out = h @ params["decoder.weight"].T + params["decoder.bias"]
-            sq = ((out - x) * m).square().sum() * scale
+        offset = np.float32(self._offset)
+
+        def make_batch(rows: np.ndarray) -> tuple[torch.Tensor, ...]:
+            """Sparse input of `rows` plus its observed (local row, column, target) triplets."""
+            local, cols, values = matrix.select_rows(rows)
+            lt, ct = torch.from_numpy(local), torch.from_numpy(cols)
+            vals = torch.from_numpy(values.astype(np.float32) - offset)
+            x = torch.sparse_coo_tensor(
+                torch.stack([lt, ct]), vals, (rows.shape[0], n_cols), is_coalesced=True
+            )
+            return x, lt, ct, vals
+
+        def objective(batch: tuple[torch.Tensor, ...], scale: float) -> torch.Tensor:
+            """Masked squared error computed only where ratings are observed.
+
+            The encoder is a sparse-dense product; the decoder is evaluated only at observed
+            entries when that is small, else densely and then gathered (same value).
+            """
+            x, lt, ct, target = batch
+            h = act(torch.sparse.mm(x, params["encoder.weight"].T) + params["encoder.bias"])
+            dec_w, dec_b = params["decoder.weight"], params["decoder.bias"]
+            if lt.shape[0] * hidden <= SPARSE_DECODER_LIMIT:
+                out = (h[lt] * dec_w[ct]).sum(1) + dec_b[ct]
+            else:
+                out = (h @ dec_w.T + dec_b)[lt, ct]
+            sq = (out - target).square().sum() * scale
             decay = (
                 0.5
                 * l2
@@ -207,34 +227,33 @@ class AutoRec(Recommender):
         valid = validation_split(dataset)
         if valid is not None:
             v_rows, v_cols = self._orient(valid.users, valid.items)
-            v_ok = (counts(local.numpy(), n_rows)[v_rows] > 0) & (
-                counts(cols.numpy(), n_cols)[v_cols] > 0
-            )
+            v_ok = (row_counts[v_rows] > 0) & (col_counts[v_cols] > 0)
         best = float("inf")
         best_state: dict[str, torch.Tensor] | None = None
         stale = 0
         self.best_epoch_ = int(self.epochs)
         self.history_ = []
         batch = n_rows if self.batch_size is None else int(self.batch_size)
+        full = make_batch(np.arange(n_rows)) if batch >= n_rows else None
         for epoch in range(1, int(self.epochs) + 1):
             start_time = time.perf_counter()
             order = torch.randperm(n_rows, generator=gen) if batch < n_rows else None
             total = 0.0
             for start in range(0, n_rows, batch):
                 if order is None:
-                    x, m, scale = x_all, mask_all, 1.0
+                    data, scale, size = full, 1.0, n_rows
                 else:
-                    idx = order[start : start + batch]
-                    x, m, scale = x_all[idx], mask_all[idx], n_rows / idx.shape[0]
+                    idx = order[start : start + batch].numpy()
+                    data, scale, size = make_batch(idx), n_rows / idx.shape[0], idx.shape[0]
 
-                def closure(x=x, m=m, scale=scale) -> torch.Tensor:
+                def closure(data=data, scale=scale) -> torch.Tensor:
                     opt.zero_grad(set_to_none=True)
-                    loss = objective(x, m, scale)
+                    loss = objective(data, scale)
                     loss.backward()
                     return loss
 
                 loss = opt.step(closure)
-                total += float(loss.detach()) * (x.shape[0] / n_rows)
+                total += float(loss.detach()) * (size / n_rows)
             if not math.isfinite(total):
                 raise TrainingError(
                     f"AutoRec loss became {total} at epoch {epoch}; lower lr (now {self.lr})"
