@@ -182,7 +182,11 @@ class AutoRec(Recommender):
             lt, ct = torch.from_numpy(local), torch.from_numpy(cols)
             vals = torch.from_numpy(values.astype(np.float32) - offset)
             x = torch.sparse_coo_tensor(
-                torch.stack([lt, ct]), vals, (rows.shape[0], n_cols), is_coalesced=True
+                torch.stack([lt, ct]),
+                vals,
+                (rows.shape[0], n_cols),
+                is_coalesced=True,
+                check_invariants=False,  # built from a valid CSR: sorted, in range
             )
             return x, lt, ct, vals
 
