@@ -16,17 +16,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import realdata
 from deeprec.estimator import DeepRec
 
-LOADERS = {
-    "ml100k": realdata.ml100k_u1,
-    "ml1m": realdata.ml1m_time,
-    "mlls": realdata.ml_latest_small_time,
-    "filmtrust": realdata.filmtrust_random,
-}
-
 
 def main() -> None:
     torch.set_num_threads(1)
-    ds = LOADERS[sys.argv[1]]()
+    ds = realdata.LOADERS[sys.argv[1]]()
     for raw in sys.argv[2:]:
         params = json.loads(raw)
         t = time.perf_counter()

@@ -36,3 +36,25 @@ def split_frame(frame: pd.DataFrame, seed: int = 1) -> PreparedDataset:
     return PreparedDataset.from_tables(
         frame[r < 0.7], frame[(r >= 0.7) & (r < 0.85)], frame[r >= 0.85]
     )
+
+
+def shared_file(*parts: str):
+    """A file of ../shared/data (or $DEEPREC_SHARED_DATA), skipping the test when absent.
+
+    The same rule as tests/conftest.py's `shared_file` (imported here by path-free name
+    because two conftest modules cannot both be imported as `conftest`).
+    """
+    import os
+    from pathlib import Path
+
+    root = Path(
+        os.environ.get(
+            "DEEPREC_SHARED_DATA", Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+        )
+    ).resolve()
+    path = root.joinpath(*parts)
+    if not path.exists():
+        import pytest
+
+        pytest.skip(f"real data not available: {path}")
+    return path

@@ -14,9 +14,9 @@ def register(app: typer.Typer) -> None:
 
 
 def quickstart(
-    out: Annotated[
-        Path, typer.Option(help="Working directory for raw/, data/ and run/.")
-    ] = Path("deeprec-quickstart"),
+    out: Annotated[Path, typer.Option(help="Working directory for raw/, data/ and run/.")] = Path(
+        "deeprec-quickstart"
+    ),
     users: Annotated[int | None, typer.Option(help="Synthetic users (default 20,000).")] = None,
     items: Annotated[int | None, typer.Option(help="Synthetic items (default 2,000).")] = None,
     ratings: Annotated[
