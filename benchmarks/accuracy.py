@@ -80,17 +80,12 @@ def run_surprise(dataset, name: str, use_valid: bool) -> dict:
     model.fit(data.build_full_trainset())
     seconds = time.perf_counter() - started
     test = dataset.to_pandas("test")
-    trainset = model.trainset
-    raw = np.empty(len(test))
-    for k, (u, i) in enumerate(zip(test["user"], test["item"], strict=True)):
-        inner_u = trainset.to_inner_uid(u) if trainset.knows_user_raw(u) else None
-        inner_i = trainset.to_inner_iid(i) if trainset.knows_item_raw(i) else None
-        try:
-            raw[k] = model.estimate(inner_u, inner_i)
-        except Exception:  # surprise's PredictionImpossible for unknown ids
-            raw[k] = trainset.global_mean
-        if not np.isfinite(raw[k]):
-            raw[k] = trainset.global_mean
+    raw = np.array(
+        [
+            model.predict(u, i, clip=False).est
+            for u, i in zip(test["user"].tolist(), test["item"].tolist(), strict=True)
+        ]
+    )
     truth = test["rating"].to_numpy(np.float64)
     epochs = getattr(model, "n_epochs", 10)
     return {
@@ -110,7 +105,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", default=["ml100k", "ml1m"])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--no-surprise", action="store_true")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["deeprec", "surprise"],
+        help="Which to run; rows of the others already in accuracy.csv are kept.",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -118,18 +118,47 @@ def main() -> None:
     for key in args.datasets:
         dataset = realdata.LOADERS[key]()
         split = realdata.SPLITS[key]
-        for config_path in DEEPREC_CONFIGS.get(key, []):
-            rows.append({"split": split, **run_deeprec(dataset, config_path)})
-            print(rows[-1], flush=True)
-        if not args.no_surprise:
+        if "deeprec" in args.methods:
+            for config_path in DEEPREC_CONFIGS.get(key, []):
+                rows.append({"split": split, **run_deeprec(dataset, config_path)})
+                rows[-1]["measured"] = _now()
+                print(rows[-1], flush=True)
+                write(rows, args.out, args)
+        if "surprise" in args.methods:
             for name in ("BaselineOnly", "SVD", "SVD++"):
                 rows.append({"split": split, **run_surprise(dataset, name, key == "ml100k")})
+                rows[-1]["measured"] = _now()
                 print(rows[-1], flush=True)
-    write(rows, args.out, args)
+                write(rows, args.out, args)
+
+
+def _now() -> str:
+    return f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _merge(rows: list[dict], path: Path) -> list[dict]:
+    """Rows of this run replace earlier rows of the same split and method; others stay."""
+    if not path.is_file():
+        return rows
+    with open(path, newline="") as handle:
+        old = list(csv.DictReader(handle))
+    fresh = {(r["split"], r["method"]) for r in rows}
+    kept = []
+    for r in old:
+        if (r["split"], r["method"]) in fresh:
+            continue
+        for key in ("sec_per_epoch", "total_seconds", "test_rmse", "test_rmse_unclipped"):
+            r[key] = float(r[key])
+        r["valid_rmse"] = float(r["valid_rmse"]) if r["valid_rmse"] else None
+        r["n_test"] = int(r["n_test"])
+        kept.append(r)
+    order = {k: i for i, k in enumerate(realdata.SPLITS.values())}
+    return sorted(kept + rows, key=lambda r: (order.get(r["split"], 99), r["method"] != "DeepRec"))
 
 
 def write(rows: list[dict], out: Path, args) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    rows = _merge(rows, out / "accuracy.csv")
     fields = list(rows[0])
     with open(out / "accuracy.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
@@ -141,25 +170,26 @@ def write(rows: list[dict], out: Path, args) -> None:
     lines = [
         "# Accuracy: DeepRec presets vs Surprise on the same splits",
         "",
-        f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {machine}.",
+        f"Machine: {machine}.",
         "",
         "Command: `flock /tmp/deeprec-heavy.lock env PYTHONPATH=src "
-        f"/work/venv/bin/python benchmarks/accuracy.py --datasets {' '.join(args.datasets)}`",
+        "/work/venv/bin/python benchmarks/accuracy.py` (rows may come from separate runs of "
+        "it with `--methods deeprec` or `--methods surprise`; each row says when).",
         "",
         "Headline: test RMSE with predictions clipped to the rating scale. DeepRec's epoch is",
         "the best by validation RMSE (validation never overlaps test); test is scored once.",
         "Seconds per epoch include the per-epoch validation pass.",
         "",
         "| split | method | config | epochs | s/epoch | valid RMSE | test RMSE (clipped) "
-        "| test RMSE (unclipped) | test n |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| test RMSE (unclipped) | test n | measured |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         valid = "-" if r["valid_rmse"] is None else f"{r['valid_rmse']:.4f}"
         lines.append(
             f"| {r['split']} | {r['method']} | {r['config']} | {r['epochs']} | "
             f"{r['sec_per_epoch']:.2f} | {valid} | **{r['test_rmse']:.4f}** | "
-            f"{r['test_rmse_unclipped']:.4f} | {r['n_test']:,} |"
+            f"{r['test_rmse_unclipped']:.4f} | {r['n_test']:,} | {r['measured']} |"
         )
     lines += ["", (realdata.__doc__ or "").strip(), ""]
     (out / "accuracy.md").write_text("\n".join(lines) + "\n")
