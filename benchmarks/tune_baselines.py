@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
+import json
 import sys
 from pathlib import Path
 
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             rmse = clipped_rmse(pred, part.ratings, model.rating_range_)
             row = {
                 "model": name,
-                "params": ", ".join(f"{k}={v}" for k, v in params.items()),
+                "params": json.dumps(params, sort_keys=True),
                 "valid_rmse": f"{rmse:.4f}",
                 "best_epoch": getattr(model, "best_epoch_", ""),
                 "fit_seconds": f"{timer.seconds:.1f}",
@@ -94,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     columns = ["model", "params", "valid_rmse", "best_epoch", "fit_seconds"]
     best = {}
     for row in rows:
-        if row["model"] not in best or row["valid_rmse"] < best[row["model"]]["valid_rmse"]:
+        if row["model"] not in best or float(row["valid_rmse"]) < float(
+            best[row["model"]]["valid_rmse"]
+        ):
             best[row["model"]] = row
     text = "\n".join(
         [

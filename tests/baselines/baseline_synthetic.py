@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 
 def low_rank_ratings(
@@ -41,3 +42,18 @@ def tiny_frame() -> pd.DataFrame:
     return pd.DataFrame(
         {"user": users * 3 + 10, "item": [f"i{j}" for j in items], "rating": ratings}
     )
+
+
+@pytest.fixture(autouse=True)
+def single_torch_thread():
+    """Run torch single-threaded (import this autouse fixture into a test module).
+
+    On the shared 2-core CI machine a 2-thread pool made small AutoRec steps 5-8x slower
+    under load (measured); results do not depend on it.
+    """
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from baseline_synthetic import single_torch_thread  # noqa: F401
 
 from conftest import shared_file
 from deeprec.base import load_model
@@ -20,9 +21,9 @@ MARGIN = 0.15
 MODELS = {
     "bias": lambda: BiasOnly(),
     "mf": lambda: BiasedMF(n_factors=50, lr=0.01, reg=0.05, epochs=25, seed=0),
-    "i-autorec": lambda: AutoRec(hidden=500, l2=100.0, lr=0.03, epochs=40, seed=0),
+    "i-autorec": lambda: AutoRec(hidden=500, l2=100.0, lr=0.01, epochs=60, seed=0),
     "u-autorec": lambda: AutoRec(
-        hidden=200, orientation="user", l2=30.0, lr=0.03, epochs=40, seed=0
+        hidden=500, orientation="user", l2=100.0, lr=0.01, epochs=60, seed=0
     ),
 }
 

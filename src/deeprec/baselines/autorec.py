@@ -14,6 +14,13 @@ this is exactly the paper's input, and on a 0..10 scale a 0 rating stays visible
 adds the offset back. ``"mean"`` centres on the global mean instead (missing reads as the
 mean); on ML-100K u1 that validated clearly worse (it loses the "who rated" signal), so it is
 not the default. Rows or columns without training ratings predict the global mean.
+
+Training never builds the dense rating matrix: the encoder is a sparse-dense product and the
+loss is gathered at observed entries only. ``batch_size=None`` is full-batch (one optimizer
+step per epoch; for L-BFGS, 5 iterations); mini-batches are shuffled rows with the squared
+error rescaled so that every batch estimates the full objective. With a validation split the
+weights of the best-validation epoch are kept (checked every `eval_every` epochs, stopping
+after `patience` checks without improvement).
 """
 
 from __future__ import annotations
