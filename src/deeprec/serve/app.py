@@ -7,7 +7,8 @@ user ids (404), oversized bodies (413, BodyLimitMiddleware), k or item lists ove
 (well under a millisecond), cheaper than a hop to a worker thread.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI must resolve the request models,
+# which are built per app inside create_app (their limits are per app), at runtime.
 
 import logging
 import time
@@ -129,7 +130,7 @@ def create_app(model: Any, run_info: dict[str, Any] | None = None, limits: Limit
         **(run_info or {}),
     }
     if hasattr(model, "module_"):
-        info.setdefault("architecture", model.module_.architecture())
+        info["architecture"] = model.module_.architecture()  # the loaded weights decide
 
     app = FastAPI(
         title="deeprec",
