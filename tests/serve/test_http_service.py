@@ -39,7 +39,7 @@ def test_predict_known_user_matches_python(server, fitted):
     items = fitted.item_ids_[:7].tolist()
     body = server.post("/predict", json={"user": user, "items": items}).json()
     got = [p["prediction"] for p in body["predictions"]]
-    np.testing.assert_allclose(got, fitted.predict([user] * 7, items), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(got, fitted.predict([user] * 7, items), rtol=0, atol=1e-5)
 
 
 def test_new_user_predictions_equal_predict_for(server, fitted):
@@ -48,7 +48,7 @@ def test_new_user_predictions_equal_predict_for(server, fitted):
     body = server.post("/predict", json={"ratings": ratings, "items": items}).json()
     expected = fitted.predict_for({int(k): v for k, v in ratings.items()}, items)
     got = [p["prediction"] for p in body["predictions"]]
-    np.testing.assert_allclose(got, expected.frame["prediction"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(got, expected.frame["prediction"], rtol=0, atol=1e-5)
     assert body["n_ratings_used"] == 8 and body["unknown_rated"] == []
 
 
@@ -169,3 +169,51 @@ def test_wrong_method_and_path(server):
 def test_scores_are_finite_numbers(server, fitted):
     body = server.post("/recommend", json={"user": int(fitted.user_ids_[0]), "k": 5}).json()
     assert all(math.isfinite(r["score"]) for r in body["items"])
+
+
+def test_concurrent_requests_are_batched_correctly(server, fitted):
+    """32 different new users at once: each answer equals its own predict_for."""
+    import asyncio
+
+    import httpx
+
+    bodies = [some_ratings(fitted, 5, offset=(7 * n) % 80) for n in range(32)]
+    items = fitted.item_ids_[:10].tolist()
+
+    async def fire():
+        async with httpx.AsyncClient(base_url=str(server.base_url), timeout=30) as client:
+            return await asyncio.gather(
+                *(client.post("/predict", json={"ratings": b, "items": items}) for b in bodies)
+            )
+
+    responses = asyncio.run(fire())
+    for body, response in zip(bodies, responses, strict=True):
+        got = [p["prediction"] for p in response.json()["predictions"]]
+        expected = fitted.predict_for({int(k): v for k, v in body.items()}, items)
+        np.testing.assert_allclose(got, expected.frame["prediction"], rtol=0, atol=1e-5)
+
+
+def test_unbatched_app_gives_the_same_answers(fitted):
+    import asyncio
+
+    import httpx
+
+    from deeprec.serve import create_app
+
+    app = create_app(fitted, batching=False)
+    ratings = some_ratings(fitted, 6)
+
+    async def ask():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            a = await client.post("/recommend", json={"ratings": ratings, "k": 5})
+            b = await client.post("/recommend", json={"user": int(fitted.user_ids_[1]), "k": 5})
+            c = await client.post("/recommend", json={"ratings": {"10": 99}})
+            return a, b, c
+
+    a, b, c = asyncio.run(ask())
+    expected = fitted.recommend_for({int(k): v for k, v in ratings.items()}, 5)
+    assert [r["item"] for r in a.json()["items"]] == expected.frame["item"].tolist()
+    expected_user = fitted.recommend(fitted.user_ids_[1], 5)["item"].tolist()
+    assert [r["item"] for r in b.json()["items"]] == expected_user
+    assert c.status_code == 422 and "scale" in c.json()["detail"]

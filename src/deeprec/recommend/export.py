@@ -122,6 +122,8 @@ def run_exported(path: str | Path, fmt: str, x: np.ndarray) -> np.ndarray:
         options.intra_op_num_threads = 1
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-    loaded = torch.jit.load(str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript is deprecated in favour of torch.export
+        loaded = torch.jit.load(str(path))
     with torch.inference_mode():
         return loaded(torch.from_numpy(x)).numpy()

@@ -23,9 +23,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 from deeprec.errors import DeepRecError, UnknownIdError
-from deeprec.recommend.foldin import FoldInResult, predict_for, recommend_for
-from deeprec.recommend.ids import resolve
-from deeprec.recommend.topn import recommend_user, user_index
+from deeprec.recommend.foldin import fold_in_user
+from deeprec.recommend.ids import parse_ratings, resolve
+from deeprec.recommend.topn import top_k, user_index
+from deeprec.serve.batching import ForwardBatcher
 from deeprec.serve.limits import BodyLimitMiddleware
 
 log = logging.getLogger("deeprec.serve")
@@ -113,8 +114,18 @@ def _validation_message(errors: list[Any]) -> list[dict[str, Any]]:
     ]
 
 
-def create_app(model: Any, run_info: dict[str, Any] | None = None, limits: Limits | None = None):
-    """A FastAPI app serving `model` (a fitted Recommender); `run_info` is shown at /model."""
+def create_app(
+    model: Any,
+    run_info: dict[str, Any] | None = None,
+    limits: Limits | None = None,
+    *,
+    batching: bool = True,
+):
+    """A FastAPI app serving `model` (a fitted Recommender); `run_info` is shown at /model.
+
+    With `batching` (default), user-based autoencoders run concurrent requests as one
+    forward pass (see deeprec.serve.batching); other models are called per request.
+    """
     limits = limits or Limits()
     model._check_fitted()
     PredictRequest, RecommendRequest = _schemas(limits)
@@ -166,63 +177,66 @@ def create_app(model: Any, run_info: dict[str, Any] | None = None, limits: Limit
         """Metadata: dataset, architecture, metrics, limits."""
         return info
 
+    batcher = ForwardBatcher.for_model(model) if batching else None
+    info["batching"] = batcher is not None
+    low, high = model.rating_range_
+
+    async def scores_of(user: Any, ratings: dict[str, float] | None) -> dict[str, Any]:
+        """Raw scores over all items, the rated item indices, and what was not used."""
+        if user is not None:
+            u = user_index(model, user)
+            lo, hi = model.train_.indptr[u], model.train_.indptr[u + 1]
+            index = model.train_.indices[lo:hi].astype(np.int64)
+            if batcher is not None:
+                scores = await batcher(index, model.train_.values[lo:hi])
+            else:
+                with torch.inference_mode():
+                    scores = model._score_users(np.array([u]))[0]
+            return {"scores": scores, "rated": index, "unknown": [], "used": None}
+        index, values, unknown = parse_ratings(model.item_ids_, ratings, model.rating_range_)
+        if batcher is not None:
+            scores = await batcher(index, values)
+        else:
+            with torch.inference_mode():
+                scores = fold_in_user(model, index, values)
+        return {"scores": scores, "rated": index, "unknown": unknown, "used": len(index)}
+
     @app.post("/predict", response_model=PredictResponse)
     async def predict(body: PredictRequest) -> dict[str, Any]:  # type: ignore[valid-type]
         """Predicted ratings of `items` for a known `user` or a new user's `ratings`."""
-        with torch.inference_mode():
-            if body.user is not None:
-                u = user_index(model, body.user)
-                index = np.full(len(body.items), u)
-                items, known = resolve(model.item_ids_, body.items)
-                preds = np.full(len(body.items), np.nan)
-                if known.any():
-                    raw = model._predict_indices(index[known], items[known])
-                    preds[known] = np.clip(raw, *model.rating_range_)
-                unknown = [body.items[i] for i in np.flatnonzero(~known)]
-                return {
-                    "user": body.user,
-                    "predictions": [
-                        {"item": item, "prediction": None if p != p else float(p)}
-                        for item, p in zip(body.items, preds.tolist(), strict=True)
-                    ],
-                    "unknown_items": unknown,
-                    "unknown_rated": [],
-                    "n_ratings_used": None,
-                }
-            result: FoldInResult = predict_for(model, body.ratings, body.items)
-        out = result.to_dict()
+        got = await scores_of(body.user, body.ratings)
+        items, known = resolve(model.item_ids_, body.items)
+        preds = np.full(len(body.items), np.nan)
+        preds[known] = np.clip(got["scores"][items[known]], low, high)
         return {
-            "user": None,
-            "predictions": out["results"],
-            "unknown_items": out["unknown_requested"],
-            "unknown_rated": out["unknown_rated"],
-            "n_ratings_used": out["n_ratings_used"],
+            "user": body.user,
+            "predictions": [
+                {"item": item, "prediction": None if p != p else p}
+                for item, p in zip(body.items, preds.tolist(), strict=True)
+            ],
+            "unknown_items": [body.items[i] for i in np.flatnonzero(~known)],
+            "unknown_rated": [_plain(v) for v in got["unknown"]],
+            "n_ratings_used": got["used"],
         }
 
     @app.post("/recommend", response_model=RecommendResponse)
     async def recommend(body: RecommendRequest) -> dict[str, Any]:  # type: ignore[valid-type]
         """Top-k items (rated ones excluded) for a known `user` or a new user's `ratings`."""
-        with torch.inference_mode():
-            if body.user is not None:
-                frame = recommend_user(model, body.user, body.k, exclude_rated=body.exclude_rated)
-                return {
-                    "user": body.user,
-                    "items": [
-                        {"item": _plain(i), "score": float(s)}
-                        for i, s in zip(
-                            frame["item"].to_numpy(), frame["score"].to_numpy(), strict=True
-                        )
-                    ],
-                    "unknown_rated": [],
-                    "n_ratings_used": None,
-                }
-            result = recommend_for(model, body.ratings, body.k, exclude_rated=body.exclude_rated)
-        out = result.to_dict()
+        got = await scores_of(body.user, body.ratings)
+        scores = torch.from_numpy(np.asarray(got["scores"], dtype=np.float64))[None, :]
+        rated = torch.from_numpy(got["rated"])
+        exclude = (torch.zeros_like(rated), rated) if body.exclude_rated else None
+        best, order, valid = top_k(scores, body.k, exclude)
+        keep = order[0][valid[0]].numpy()
+        values = np.clip(best[0][valid[0]].numpy(), low, high)
         return {
-            "user": None,
-            "items": out["results"],
-            "unknown_rated": out["unknown_rated"],
-            "n_ratings_used": out["n_ratings_used"],
+            "user": body.user,
+            "items": [
+                {"item": i, "score": v}
+                for i, v in zip(model.item_ids_[keep].tolist(), values.tolist(), strict=True)
+            ],
+            "unknown_rated": [_plain(v) for v in got["unknown"]],
+            "n_ratings_used": got["used"],
         }
 
     return app
