@@ -92,6 +92,8 @@ def test_k_larger_than_candidates_returns_what_exists(server, fitted):
 BAD = [
     ("malformed json", "/recommend", b'{"user": 1, "k": ', "json"),
     ("not an object", "/predict", b"[1, 2, 3]", "object"),
+    ("deeply nested", "/recommend", b"[" * 100_000 + b"]" * 100_000, "pars"),
+    ("invalid utf-8", "/recommend", b'{"user": "\xff\xfe", "k": 3}', "pars"),
     ("user is a list", "/recommend", {"user": [1], "k": 5}, "user"),
     ("k is a string", "/recommend", {"user": 1, "k": "10"}, "k"),
     ("k is a float", "/recommend", {"user": 1, "k": 2.5}, "k"),
@@ -134,9 +136,10 @@ def test_bad_input_is_a_4xx_with_a_message(server, name, path, payload, mention)
     ("path", "extra"), [("/predict", {"items": [10]}), ("/recommend", {"k": 3})]
 )
 def test_unknown_user_is_404(server, path, extra):
-    response = server.post(path, json={"user": 987654321, **extra})
-    assert response.status_code == 404
-    assert "unknown user 987654321" in response.json()["detail"]
+    for user in (987654321, "someone", 10**30):
+        response = server.post(path, json={"user": user, **extra})
+        assert response.status_code == 404
+        assert f"unknown user {user!r}" in response.json()["detail"]
 
 
 def test_oversized_body_by_content_length(server):

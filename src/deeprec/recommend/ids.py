@@ -16,22 +16,27 @@ from deeprec.data.dataset import lookup
 from deeprec.errors import DataError
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _as_model_id(value: Any, integer_ids: bool) -> Any | None:
     """`value` converted to the id type of the model, or None when it cannot be one."""
     if isinstance(value, bool):
         return None
     if not integer_ids:
         return str(value) if isinstance(value, (str, int, np.integer)) else None
+    number: int | None = None
     if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, str):
+        number = int(value)
+    elif isinstance(value, str):
         text = value.strip()
-        if text.lstrip("+-").isdigit():
-            return int(text)
-        return None
-    if isinstance(value, (float, np.floating)) and math.isfinite(value) and value == int(value):
-        return int(value)
-    return None
+        if text.lstrip("+-").isdigit() and len(text) < 25:
+            number = int(text)
+    elif isinstance(value, (float, np.floating)) and math.isfinite(value):
+        number = int(value) if value == int(value) else None
+    if number is None or not _INT64_MIN <= number <= _INT64_MAX:
+        return None  # not an integer, or too large to be an id of the model
+    return number
 
 
 def resolve(sorted_ids: np.ndarray, raw: Iterable[Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -41,7 +46,7 @@ def resolve(sorted_ids: np.ndarray, raw: Iterable[Any]) -> tuple[np.ndarray, np.
         return np.zeros(0, np.int64), np.zeros(0, bool)
     arr = np.asarray(values)
     integer_ids = sorted_ids.dtype.kind in "iu"
-    if (integer_ids and arr.dtype.kind in "iu") or (not integer_ids and arr.dtype.kind == "U"):
+    if (integer_ids and arr.dtype.kind == "i") or (not integer_ids and arr.dtype.kind == "U"):
         index = lookup(sorted_ids, arr)  # fast path: already the right type
     else:
         converted = [_as_model_id(v, integer_ids) for v in values]
