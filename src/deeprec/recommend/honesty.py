@@ -113,6 +113,8 @@ def fold_in_honesty(
     known_by_user = dict(tuple(parts["hidden_known"].groupby("user")))
     hidden_test = parts["hidden_test"]
     hidden_test = hidden_test[hidden_test["user"].isin(known_by_user)]
+    # groupby below walks users in sorted order: keep rows in that order for the baseline
+    hidden_test = hidden_test.sort_values("user", kind="stable")
     for user, rows in hidden_test.groupby("user"):
         known = known_by_user[user]
         result = model.predict_for(

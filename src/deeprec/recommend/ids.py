@@ -15,7 +15,6 @@ import numpy as np
 from deeprec.data.dataset import lookup
 from deeprec.errors import DataError
 
-
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
