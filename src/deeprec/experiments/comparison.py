@@ -97,20 +97,31 @@ def run_comparison(settings: Settings, epochs: int):  # -> RecipeOutput
     out = settings.out
     rows = [_global_mean_row(settings)]
     config = deeprec_config(settings, epochs)
-    started = time.perf_counter()
-    model = DeepRec.from_config(config, verbose=settings.progress).fit(settings.dataset)
-    arch = model.module.architecture()
-    rows.append(
-        _score_row(
-            f"DeepRec ({config.orientation}-based)",
-            model,
-            settings,
-            time.perf_counter() - started,
-            f"{arch}, {config.activation}, {config.optimizer} lr {config.lr:g}, "
-            f"{config.epochs} epochs (best {model.best_epoch_})",
+    histories = []
+    for orientation in ("user", "item"):
+        oriented = TrainConfig.from_dict({**config.to_dict(), "orientation": orientation})
+        started = time.perf_counter()
+        if settings.progress:
+            print(f"[DeepRec {orientation}-based] training {oriented.epochs} epochs", flush=True)
+        model = DeepRec.from_config(oriented).fit(settings.dataset)
+        rows.append(
+            _score_row(
+                f"DeepRec ({orientation}-based)",
+                model,
+                settings,
+                time.perf_counter() - started,
+                f"{model.module.architecture()}, {oriented.activation}, {oriented.optimizer} "
+                f"lr {oriented.lr:g}, {oriented.epochs} epochs (best {model.best_epoch_})",
+            )
         )
-    )
-    history = [(r.epoch, r.valid_rmse) for r in model.history_ if r.valid_rmse is not None]
+        histories.append(
+            (
+                f"DeepRec {orientation}-based",
+                [r.epoch for r in model.history_ if r.valid_rmse is not None],
+                [r.valid_rmse for r in model.history_ if r.valid_rmse is not None],
+                {},
+            )
+        )
     for label, module_name, class_name, kwargs in BASELINES:
         try:
             cls = getattr(importlib.import_module(module_name), class_name)
@@ -118,8 +129,14 @@ def run_comparison(settings: Settings, epochs: int):  # -> RecipeOutput
             rows.append({"model": label, "status": f"not available ({exc.__class__.__name__})"})
             continue
         params = dict(kwargs)
-        if "seed" in inspect.signature(cls.__init__).parameters:
+        accepted = inspect.signature(cls.__init__).parameters
+        if "seed" in accepted:
             params["seed"] = settings.seed
+        if settings.epochs is not None and "epochs" in accepted:
+            default = accepted["epochs"].default
+            params["epochs"] = (
+                min(settings.epochs, default) if isinstance(default, int) else settings.epochs
+            )
         if settings.progress:
             print(f"[{label}] fitting {cls.__name__}({params})", flush=True)
         started = time.perf_counter()
@@ -135,7 +152,7 @@ def run_comparison(settings: Settings, epochs: int):  # -> RecipeOutput
     plots = [
         plot_series(
             out / "comparison_deeprec_valid.png",
-            [("DeepRec", [h[0] for h in history], [h[1] for h in history], {})],
+            histories,
             xlabel="epoch",
             ylabel="evaluation RMSE",
             title="DeepRec evaluation RMSE (comparison run)",
@@ -162,7 +179,12 @@ def run_comparison(settings: Settings, epochs: int):  # -> RecipeOutput
             f"train/valid/test ratings {len(ds.train)}/{len(ds.valid)}/{len(ds.test)}",
             f"- user subsample: {settings.subsample:g}; seed {settings.seed}",
             "- RMSE of predictions clipped to the rating scale; DeepRec is scored at its "
-            "best-by-validation epoch; baselines use their own defaults",
+            "best-by-validation epoch; baselines use their own defaults"
+            + (
+                f" with epochs capped at {settings.epochs} (--epochs)"
+                if settings.epochs is not None
+                else ""
+            ),
             "",
             table,
             "Settings:",

@@ -132,7 +132,6 @@ def _train_all(
             config,
             label,
             record_batches=record_batches,
-            progress=settings.progress,
         )
         if settings.progress:
             print(
