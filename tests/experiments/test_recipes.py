@@ -35,7 +35,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 @pytest.mark.parametrize("name", list(RECIPES))
 def test_recipe_writes_table_csv_and_plots(name: str, tiny_dataset: Path, tmp_path: Path) -> None:
     dataset = PreparedDataset.load(tiny_dataset)
-    settings = Settings(dataset=dataset, out=tmp_path / name, epochs=1, seed=7)
+    settings = Settings(dataset=dataset, out=tmp_path / name, epochs=1, seed=7, baseline_epochs=3)
     output = run_recipe(name, settings)
     out = tmp_path / name
     results = (out / "results.md").read_text()
@@ -49,6 +49,7 @@ def test_recipe_writes_table_csv_and_plots(name: str, tiny_dataset: Path, tmp_pa
     if name == "comparison":
         models = [r["model"] for r in runs]
         assert models[0] == "global mean" and models[1].startswith("DeepRec")
+        assert "capped at 3" in results
         deeprec = runs[1]
         assert deeprec["seed"] == "7" and float(deeprec["test_rmse"]) > 0
         return

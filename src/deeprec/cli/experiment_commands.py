@@ -48,6 +48,10 @@ def experiment(
         list[str] | None,
         typer.Option("--set", help="Override a base option, key=value; repeatable."),
     ] = None,
+    baseline_epochs: Annotated[
+        int | None,
+        typer.Option(help="comparison: cap the baselines' epochs (default: their own)."),
+    ] = None,
     threads: Annotated[int, typer.Option(help="torch threads (0 = torch's default).")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Reuse a non-empty --out folder.")] = False,
     quiet: Annotated[bool, typer.Option(help="No per-run progress lines.")] = False,
@@ -72,6 +76,7 @@ def experiment(
         overrides=list(set_ or []),
         threads=threads,
         progress=not quiet,
+        baseline_epochs=baseline_epochs,
     )
     result = run_recipe(name, settings)
     typer.echo(

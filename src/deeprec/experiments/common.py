@@ -37,6 +37,7 @@ class Settings:
     overrides: list[str] = field(default_factory=list)  # --set key=value
     threads: int = 0
     progress: bool = False
+    baseline_epochs: int | None = None  # comparison only: cap on the baselines' epochs
 
     def base_config(self, **recipe_values: Any) -> TrainConfig:
         """Recipe defaults, then --config, then --set, then --epochs and --seed."""

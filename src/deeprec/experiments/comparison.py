@@ -132,11 +132,10 @@ def run_comparison(settings: Settings, epochs: int):  # -> RecipeOutput
         accepted = inspect.signature(cls.__init__).parameters
         if "seed" in accepted:
             params["seed"] = settings.seed
-        if settings.epochs is not None and "epochs" in accepted:
+        if settings.baseline_epochs is not None and "epochs" in accepted:
             default = accepted["epochs"].default
-            params["epochs"] = (
-                min(settings.epochs, default) if isinstance(default, int) else settings.epochs
-            )
+            cap = settings.baseline_epochs
+            params["epochs"] = min(cap, default) if isinstance(default, int) else cap
         if settings.progress:
             print(f"[{label}] fitting {cls.__name__}({params})", flush=True)
         started = time.perf_counter()
@@ -181,8 +180,8 @@ def run_comparison(settings: Settings, epochs: int):  # -> RecipeOutput
             "- RMSE of predictions clipped to the rating scale; DeepRec is scored at its "
             "best-by-validation epoch; baselines use their own defaults"
             + (
-                f" with epochs capped at {settings.epochs} (--epochs)"
-                if settings.epochs is not None
+                f" with epochs capped at {settings.baseline_epochs} (--baseline-epochs)"
+                if settings.baseline_epochs is not None
                 else ""
             ),
             "",
