@@ -1,7 +1,7 @@
 #!/bin/bash
 # Every experiment recipe on the ML-1M subset time split, as reported in
-# docs/results/experiments.md. Each recipe takes the shared heavy lock on its own, so other
-# work can interleave. Usage: benchmarks/run_experiments_ml1m.sh [OUT_DIR] [DATA_DIR]
+# docs/results/experiments.md. Run the whole script under the shared heavy lock:
+#   flock /tmp/deeprec-heavy.lock benchmarks/run_experiments_ml1m.sh [OUT_DIR] [DATA_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD/src
@@ -15,14 +15,14 @@ fi
 run() {
   name=$1; shift
   echo "=== $name start $(date -u +%T)"
-  /usr/bin/time -f "$name wall %e s user %U s" flock /tmp/deeprec-heavy.lock \
+  /usr/bin/time -f "$name wall %e s user %U s" \
     $PY -m deeprec experiment "$name" --data "$D" --out "$O/$name" --overwrite \
     --threads 1 --seed 42 "$@"
   echo "=== $name end $(date -u +%T)"
 }
-run activations --epochs 6 --set optimizer=adam
-run depth --epochs 8 --set optimizer=adam
-run width --epochs 8 --set optimizer=adam
-run dropout --epochs 6 --set optimizer=adam
-run refeed --epochs 5 --set batch_size=32
-run comparison
+run activations --epochs 20 --set optimizer=adam
+run depth --epochs 20 --set optimizer=adam
+run width --epochs 20 --set optimizer=adam
+run dropout --epochs 12 --set optimizer=adam
+run refeed --epochs 10 --set batch_size=32
+run comparison --epochs 30 --baseline-epochs 100
