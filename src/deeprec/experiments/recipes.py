@@ -243,7 +243,7 @@ def activations(settings: Settings, epochs: int) -> RecipeOutput:
             series,
             xlabel="mini-batch",
             ylabel="training RMSE (mini-batch)",
-            title="Figure 2: activations, n,128,128,n",
+            title="Figure 2: activations, n,128,128,128,n (4 layers)",
             ylim=robust_ylim(values, quantile=1.0),
         ),
         _plot_epochs(
