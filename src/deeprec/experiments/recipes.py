@@ -244,7 +244,7 @@ def activations(settings: Settings, epochs: int) -> RecipeOutput:
             xlabel="mini-batch",
             ylabel="training RMSE (mini-batch)",
             title="Figure 2: activations, n,128,128,128,n (4 layers)",
-            ylim=robust_ylim(values, quantile=1.0),
+            ylim=robust_ylim(values, quantile=0.98),
         ),
         _plot_epochs(
             settings.out / "activations_valid.png",
