@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "deeprec.cli.train_commands",
     "deeprec.cli.quickstart_commands",
     "deeprec.cli.serve_commands",
+    "deeprec.cli.experiment_commands",
 )
 
 app = typer.Typer(

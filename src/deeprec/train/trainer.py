@@ -25,7 +25,7 @@ from deeprec.model.autoencoder import AutoEncoder
 from deeprec.train.config import TrainConfig
 from deeprec.train.evaluation import evaluate_sse
 from deeprec.train.optim import build_optimizer, build_scheduler
-from deeprec.train.step import reference_step
+from deeprec.train.step import StepResult, reference_step
 
 
 @dataclass
@@ -67,6 +67,8 @@ class TrainResult:
 
 
 EpochCallback = Callable[[EpochRecord, bool], None]
+# (epoch, 0-based batch index, the step's sse/count/loss); used for per-batch curves.
+BatchCallback = Callable[[int, int, StepResult], None]
 
 
 def build_model(config: TrainConfig, n_inputs: int) -> AutoEncoder:
@@ -93,6 +95,7 @@ class Trainer:
         rating_range: tuple[float, float] | None = None,
         progress: bool = False,
         on_epoch_end: EpochCallback | None = None,
+        on_batch_end: BatchCallback | None = None,
     ) -> None:
         self.model = model
         self.config = config
@@ -100,6 +103,7 @@ class Trainer:
         self.rating_range = rating_range
         self.progress = progress
         self.on_epoch_end = on_epoch_end
+        self.on_batch_end = on_batch_end
         self.optimizer = build_optimizer(model.parameters(), config)
         self.scheduler = build_scheduler(self.optimizer, config)
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -173,6 +177,8 @@ class Trainer:
                 )
             sse += step.sse
             count += step.count
+            if self.on_batch_end is not None:
+                self.on_batch_end(epoch, index, step)
         if self.scheduler is not None:
             self.scheduler.step()
         epoch_seconds = time.perf_counter() - start
