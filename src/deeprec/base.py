@@ -261,7 +261,10 @@ def load_model(path: str | Path) -> Recommender:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from deeprec.safe_files import refuse_pickle, require_safetensors
+
     root = Path(path)
+    refuse_pickle(root, what="model")  # reliability (issue 8): .pt/.pkl/pickle bytes
     if root.is_file():
         raise CheckpointError(
             f"{root} is a single file; deeprec models are directories with model.json and "
@@ -282,6 +285,7 @@ def load_model(path: str | Path) -> Recommender:
     if module is None:
         raise CheckpointError(f"{info_path}: unknown model class {name!r}")
     cls = getattr(importlib.import_module(module), name)
+    require_safetensors(weights_path, what="model weights")  # refuses a pickle in disguise
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as exc:
