@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from deeprec.errors import ConfigError
-from deeprec.train.checkpoint import list_checkpoints, read_checkpoint
+from deeprec.train.checkpoint import checkpoint_position, list_checkpoints, read_checkpoint
 from deeprec.train.config import TrainConfig
 from deeprec.train.run import resume_run, train_run
 
@@ -58,7 +58,7 @@ def test_resume_from_every_position_is_bit_identical(prepared, tmp_path):
     checkpoints = sorted(list_checkpoints(full / "checkpoints"))
     assert len(checkpoints) == 4 * 10 + 1  # 9 mid-epoch + 1 boundary per epoch, plus start
     chosen = [
-        c for c in checkpoints if read_checkpoint(c).epoch == 3 or read_checkpoint(c).batch == 0
+        c for c in checkpoints if checkpoint_position(c)[0] == 4 or checkpoint_position(c)[1] == 0
     ]
     assert len(chosen) >= 12
     for index, start in enumerate(chosen):
@@ -74,50 +74,48 @@ def test_resume_from_every_position_is_bit_identical(prepared, tmp_path):
         assert_same_tensors(read_checkpoint(last).tensors, read_checkpoint(checkpoints[-1]).tensors)
 
 
-def test_sigkill_mid_epoch_twice_then_resume(prepared, baseline, tmp_path):
-    run = tmp_path / "run"
-    env = cli_env(DEEPREC_TEST_BATCH_DELAY="0.03")
-    kills = 0
-    args = train_args(prepared, run, *CKPT)
-    for target_epoch in (2, 4):
-        proc = subprocess.Popen(
-            args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-        )
-
-        def mid_epoch(epoch=target_epoch):
-            return any(
-                int(p.name[6:12]) == epoch and int(p.name[14:22]) >= 3
-                for p in list_checkpoints(run / "checkpoints")
-            )
-
-        wait_for(mid_epoch, proc)
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(timeout=30) == -signal.SIGKILL
-        kills += 1
-        assert assert_nothing_truncated(run) >= 3
-        newest = read_checkpoint(list_checkpoints(run / "checkpoints")[0])
-        assert newest.epoch == target_epoch and newest.batch > 0  # really mid-epoch
-        args = resume_args(run)
-    done = run_cli(args)
-    assert done.returncode == 0, done.stderr
-    assert kills == 2
-    assert_nothing_truncated(run)
-    assert_same_run(run, baseline)
+def _temporaries(run: Path) -> list[Path]:
+    return [p for p in (run / "checkpoints").iterdir() if p.name.endswith(".tmp")]
 
 
-def test_sigkill_inside_checkpoint_write(prepared, baseline, tmp_path):
-    """The writer kills itself after the temporary file is complete, before the rename."""
+def _mid_epoch(run: Path, epoch: int) -> bool:
+    positions = map(checkpoint_position, list_checkpoints(run / "checkpoints"))
+    return any(e == epoch and b > 0 for e, b in positions)
+
+
+def test_sigkill_in_checkpoint_write_and_mid_epoch_then_resume(prepared, baseline, tmp_path):
+    """Kill 1: the writer SIGKILLs itself inside its 5th checkpoint write (the end of epoch
+    1), after the temporary file is complete and before the rename. Kill 2: SIGKILL from
+    outside in the middle of epoch 3 of the resumed process. The second resume must end
+    with the uninterrupted run's bits, and no non-temporary file may ever be torn."""
     run = tmp_path / "run"
     died = run_cli(train_args(prepared, run, *CKPT), DEEPREC_TEST_CRASH_IN_CHECKPOINT="5")
     assert died.returncode == -signal.SIGKILL, died.stderr
-    temporaries = [p for p in (run / "checkpoints").iterdir() if p.name.endswith(".tmp")]
-    assert len(temporaries) == 1  # the torn write is only ever a temporary
-    assert_nothing_truncated(run)
-    assert len(list_checkpoints(run / "checkpoints")) == 2  # keep=2: the older ones intact
+    assert len(_temporaries(run)) == 1  # the torn write exists only as a temporary
+    assert assert_nothing_truncated(run) >= 4
+    newest = read_checkpoint(list_checkpoints(run / "checkpoints")[0])
+    assert (newest.epoch, newest.batch) == (1, 9)  # the previous good one, intact
+
+    proc = subprocess.Popen(
+        resume_args(run),
+        env=cli_env(DEEPREC_TEST_BATCH_DELAY="0.05"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: _mid_epoch(run, 3), proc)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    assert not _temporaries(run) or len(_temporaries(run)) == 1
+    assert assert_nothing_truncated(run) >= 4
+    newest = read_checkpoint(list_checkpoints(run / "checkpoints")[0])
+    assert newest.epoch == 3 and newest.batch > 0  # really killed mid-epoch
+
     done = run_cli(resume_args(run))
     assert done.returncode == 0, done.stderr
     assert "resuming" in done.stdout
-    assert not [p for p in (run / "checkpoints").iterdir() if p.name.endswith(".tmp")]
+    assert not _temporaries(run)
+    assert_nothing_truncated(run)
     assert_same_run(run, baseline)
 
 

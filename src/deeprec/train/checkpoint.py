@@ -9,7 +9,7 @@ One self-contained file per checkpoint, ``RUN/checkpoints/ckpt-eEEEEE-bBBBBBBB.s
 - the safetensors header's metadata holds ``state``, a JSON document with the position,
   the epoch's running SSE, the history, best epoch, early-stopping counter, the config, a
   fingerprint of the training data, the non-tensor parts of the optimizer/scheduler/RNG
-  states (tagged JSON, see `encode`), and ``sha256``, a digest of every tensor's bytes.
+  states (tagged JSON, see `encode`), and ``sha256``, a digest of that JSON and every tensor.
 
 The training data is not copied: it comes from the prepared dataset named in
 RUN/dataset.json, checked against the fingerprint on resume. Each file is written to a
@@ -134,9 +134,9 @@ def _tensor(tensors: dict[str, torch.Tensor], key: str) -> torch.Tensor:
         raise CheckpointError(f"checkpoint lacks tensor {key!r}") from None
 
 
-def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
-    """sha256 over every tensor's name, dtype, shape and bytes (sorted by name)."""
-    digest = hashlib.sha256()
+def tensors_digest(tensors: dict[str, torch.Tensor], state_json: str = "") -> str:
+    """sha256 over the state JSON and every tensor's name, dtype, shape and bytes."""
+    digest = hashlib.sha256(state_json.encode())
     for name in sorted(tensors):
         t = tensors[name].contiguous()
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
@@ -204,6 +204,12 @@ def checkpoint_name(epoch: int, batch: int) -> str:
     return f"ckpt-e{epoch:06d}-b{batch:08d}.safetensors"
 
 
+def checkpoint_position(path: str | Path) -> tuple[int, int] | None:
+    """(epoch, batch) from a checkpoint file name; None for any other name."""
+    match = _NAME.match(Path(path).name)
+    return (int(match[1]), int(match[2])) if match else None
+
+
 def list_checkpoints(folder: str | Path) -> list[Path]:
     """Complete checkpoint files (never temporaries), newest position first."""
     folder = Path(folder)
@@ -211,9 +217,9 @@ def list_checkpoints(folder: str | Path) -> list[Path]:
         return []
     found = []
     for path in folder.iterdir():
-        match = _NAME.match(path.name)
-        if match:
-            found.append(((int(match[1]), int(match[2])), path))
+        position = checkpoint_position(path)
+        if position is not None:
+            found.append((position, path))
     return [path for _, path in sorted(found, reverse=True)]
 
 
@@ -233,14 +239,14 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path} is not a readable safetensors file ({exc})") from None
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a deeprec training checkpoint")
+    if tensors_digest(tensors, meta.get("state", "")) != meta.get("sha256"):
+        raise CheckpointError(f"{path}: checksum mismatch, the file is damaged")
     try:
         state = json.loads(meta["state"])
     except (KeyError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: checkpoint state is missing or not JSON ({exc})") from None
     if state.get("version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: unsupported checkpoint version {state.get('version')!r}")
-    if tensors_digest(tensors) != meta.get("sha256"):
-        raise CheckpointError(f"{path}: checksum mismatch, the file is damaged")
     return Checkpoint(path=path, state=state, tensors=tensors)
 
 
@@ -384,10 +390,11 @@ class Checkpointer:
             "torch_version": torch.__version__,
             "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+        state_json = json.dumps(state)
         metadata = {
             "format": FORMAT,
-            "state": json.dumps(state),
-            "sha256": tensors_digest(tensors),
+            "state": state_json,
+            "sha256": tensors_digest(tensors, state_json),
         }
         target = self.folder / checkpoint_name(epoch, batch)
         previous = self.written[-1] if self.written else None
