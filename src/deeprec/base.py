@@ -179,6 +179,57 @@ class Recommender:
             "n_unknown": n_unknown,
         }
 
+    # ------------------------------------------- top-N and fold-in (deeprec.recommend)
+    def recommend(self, user: Any, k: int = 10, *, exclude_rated: bool = True) -> Any:
+        """The k best items for a known user: DataFrame (item, score), best first.
+
+        Raises UnknownIdError for a user not seen in training (use `recommend_for`).
+        """
+        from deeprec.recommend.topn import recommend_user
+
+        return recommend_user(self, user, k, exclude_rated=exclude_rated)
+
+    def recommend_for(
+        self, ratings: Any, k: int = 10, *, exclude_rated: bool = True, on_unknown: str = "report"
+    ) -> Any:
+        """Top-k for a new user given as {raw item id: rating}: a FoldInResult whose
+        ``unknown_rated`` lists the rated ids the model does not know."""
+        from deeprec.recommend.foldin import recommend_for
+
+        return recommend_for(self, ratings, k, exclude_rated=exclude_rated, on_unknown=on_unknown)
+
+    def predict_for(
+        self, ratings: Any, items: Any, *, clip: bool = True, on_unknown: str = "report"
+    ) -> Any:
+        """Predicted ratings of `items` for a new user given as {raw item id: rating}."""
+        from deeprec.recommend.foldin import predict_for
+
+        return predict_for(self, ratings, items, clip=clip, on_unknown=on_unknown)
+
+    def predict_for_item(
+        self, ratings: Any, users: Any, *, clip: bool = True, on_unknown: str = "report"
+    ) -> Any:
+        """Item-based models: predictions of a new item (given {raw user id: rating}) by `users`."""
+        from deeprec.recommend.foldin import predict_for_item
+
+        return predict_for_item(self, ratings, users, clip=clip, on_unknown=on_unknown)
+
+    def recommend_all(
+        self,
+        out: str | Path,
+        *,
+        users: Any = None,
+        k: int = 10,
+        exclude_rated: bool = True,
+        chunk_size: int = 512,
+    ) -> dict[str, Any]:
+        """Write every (or the listed) user's top-k to Parquet/CSV atomically, in chunks."""
+        from deeprec.recommend.topn import write_top_n
+
+        return write_top_n(
+            self, out, users=users, k=k, exclude_rated=exclude_rated, chunk_size=chunk_size
+        )
+
     # ------------------------------------------------------ subclass hooks
     def _fit_dataset(self, dataset: PreparedDataset) -> None:
         raise NotImplementedError
@@ -194,6 +245,10 @@ class Recommender:
     def _fold_in(self, items: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         """Predictions over all items for a new user given (item index, rating) pairs."""
         raise NotImplementedError(f"{type(self).__name__} cannot fold in new users")
+
+    def _fold_in_item(self, users: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        """Predictions over all users for a new item given (user index, rating) pairs."""
+        raise NotImplementedError(f"{type(self).__name__} cannot fold in new items")
 
     def _state_dict(self) -> dict[str, Any]:
         """Model tensors (torch) to save; the base class adds the training matrix."""

@@ -53,3 +53,7 @@ class TrainingError(DeepRecError):
 
 class RunLockedError(DeepRecError):
     """Another process is writing into the same run directory."""
+
+
+class UnknownIdError(DataError):
+    """A user or item id the model was not trained on (the HTTP service answers 404)."""

@@ -184,6 +184,14 @@ class DeepRec(Recommender):
         return scores
 
     @torch.no_grad()
+    def _fold_in_vector(self, index: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        x = torch.zeros(1, self.module_.n_inputs)
+        x[0, torch.as_tensor(index, dtype=torch.long)] = torch.as_tensor(
+            ratings, dtype=torch.float32
+        )
+        self.module_.eval()
+        return self.module_(x)[0].double().numpy()
+
     def _fold_in(self, items: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         """Encode a new user's ratings and read predictions off the output (user-based)."""
         if self.orientation != "user":
@@ -191,12 +199,16 @@ class DeepRec(Recommender):
                 "an item-based model cannot fold in new users (its outputs are users); "
                 "fold in new items instead, or train with orientation='user'"
             )
-        x = torch.zeros(1, self.n_items)
-        x[0, torch.as_tensor(items, dtype=torch.long)] = torch.as_tensor(
-            ratings, dtype=torch.float32
-        )
-        self.module_.eval()
-        return self.module_(x)[0].double().numpy()
+        return self._fold_in_vector(items, ratings)
+
+    def _fold_in_item(self, users: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        """Encode a new item's ratings by known users (item-based models only)."""
+        if self.orientation != "item":
+            raise DataError(
+                "a user-based model cannot fold in new items (its inputs are items); "
+                "fold in new users instead, or train with orientation='item'"
+            )
+        return self._fold_in_vector(users, ratings)
 
     # ---------------------------------------------------------- save/load
     def _state_dict(self) -> dict[str, torch.Tensor]:
