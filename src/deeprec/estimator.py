@@ -217,6 +217,7 @@ class DeepRec(Recommender):
     def _load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         config = self.config()
         n_inputs = self.n_items if config.orientation == "user" else self.n_users
+        _check_encoder_shapes(state, n_inputs, config.hidden)  # before allocating (issue 8)
         module = build_model(config, n_inputs)
         weights = {
             k.removeprefix("module."): v for k, v in state.items() if k.startswith("module.")
@@ -258,3 +259,17 @@ class DeepRec(Recommender):
     @property
     def module(self) -> AutoEncoder:
         return self.module_
+
+
+def _check_encoder_shapes(state: dict[str, torch.Tensor], n_inputs: int, hidden: list[int]) -> None:
+    """Compare the file's encoder matrices with the architecture model.json claims *before*
+    building it, so an edited model.json cannot make loading allocate huge layers."""
+    sizes = [n_inputs, *hidden]
+    for i in range(len(hidden)):
+        tensor = state.get(f"module.encoder_weights.{i}")
+        want = (sizes[i + 1], sizes[i])
+        if tensor is None or tuple(tensor.shape) != want:
+            got = None if tensor is None else tuple(tensor.shape)
+            raise CheckpointError(
+                f"encoder layer {i} in the weights is {got}, but model.json describes {want}"
+            )

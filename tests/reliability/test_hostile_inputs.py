@@ -23,7 +23,7 @@ from deeprec.data.prepare import prepare_dataset
 from deeprec.data.splits import parse_split
 from deeprec.errors import DataError, DataWarning
 
-MAX_EXAMPLES = 150
+MAX_EXAMPLES = 120
 SETTINGS = settings(
     max_examples=MAX_EXAMPLES,
     deadline=None,

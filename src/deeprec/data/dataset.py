@@ -212,7 +212,7 @@ class PreparedDataset:
             raise DataError("not a prepared dataset (meta.json is missing)", path=root)
         try:
             meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # binary junk: issue 8
             raise DataError(f"meta.json is not valid JSON ({exc})", path=meta_path) from exc
         parts = {}
         for name in SPLITS:
@@ -290,5 +290,5 @@ def _load_array(path: Path) -> np.ndarray:
         raise DataError("file of the prepared dataset is missing", path=path)
     try:
         return np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise DataError(f"cannot read array ({exc})", path=path) from exc
+    except (ValueError, EOFError, OSError) as exc:  # EOFError: empty file (issue 8)
+        raise DataError(f"cannot read array ({exc or 'empty file'})", path=path) from exc
