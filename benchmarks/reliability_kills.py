@@ -141,11 +141,15 @@ def main() -> None:
     parser.add_argument("--write-kills", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("/tmp/deeprec-kills"))
-    parser.add_argument("--netflix-size", action="store_true")
+    parser.add_argument("--netflix-size", action="store_true", help="also time a big checkpoint")
+    parser.add_argument("--only-netflix-size", action="store_true", help="skip the kill loop")
     args = parser.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if args.only_netflix_size:
+        print(time_big_checkpoint(args.out))
+        return
     data = make_dataset(args.out / "data")
     started = time.perf_counter()
     result = kill_loop(data, args.out, args.kills, args.write_kills, args.seed)

@@ -289,8 +289,11 @@ class Checkpointer:
         *,
         resume_from: Checkpoint | None = None,
         echo: Callable[[str], None] | None = None,
+        writes: bool = True,
     ) -> None:
+        """`writes=False` restores `resume_from` but never writes (e.g. DDP ranks > 0)."""
         self.folder = Path(folder)
+        self.writes = writes
         self.resume_from = resume_from
         self.echo = echo or (lambda _msg: None)
         self.written: list[Path] = []
@@ -308,7 +311,8 @@ class Checkpointer:
         trainer.checkpointer = self
         self._trainer = trainer
         self._fingerprint = data_fingerprint(trainer.data.train)
-        self._remove_temporaries()
+        if self.writes:
+            self._remove_temporaries()
         if self.resume_from is not None:
             trainer.resume_state = self._restore(trainer, self.resume_from)
 
@@ -317,7 +321,7 @@ class Checkpointer:
         its initial state, so a kill at any later moment can be resumed."""
         self._result, self._epochs_without_gain = result, epochs_without_gain
         self._last_time = time.monotonic()
-        if self.resume_from is None and not result.history:
+        if self.writes and self.resume_from is None and not result.history:
             self.write(self._trainer, 1, 0, 0.0, 0, best_is_model=False)
 
     def batch_end(self, trainer: Any, epoch: int, done: int, sse: float, count: int) -> None:
@@ -325,6 +329,8 @@ class Checkpointer:
             time.sleep(self._batch_delay)
         config: TrainConfig = trainer.config
         every = config.checkpoint_every_batches
+        if not self.writes:
+            return
         if (every and done % every == 0) or self._time_due(config):
             self.write(trainer, epoch, done, sse, count, best_is_model=False)
 
@@ -340,7 +346,7 @@ class Checkpointer:
             or result.stopped_early
             or self._time_due(config)
         )
-        if due:
+        if due and self.writes:
             self.write(trainer, epoch + 1, 0, 0.0, 0, best_is_model=result.best_epoch == epoch)
 
     def _time_due(self, config: TrainConfig) -> bool:
