@@ -77,3 +77,27 @@ def test_encode_round_trip():
     assert back["__odd"] == float("inf") and torch.equal(back["t"], torch.arange(3.0))
     with pytest.raises(CheckpointError, match="cannot store a object"):
         encode({"bad": object()}, "root", {})
+
+
+def test_reader_only_checkpointer_restores_without_writing(prepared, tmp_path):
+    """What a DDP rank > 0 would use: restore the same state, never write."""
+    from deeprec.data.dataset import PreparedDataset
+    from deeprec.estimator import DeepRec
+    from deeprec.train.checkpoint import Checkpointer, read_checkpoint
+
+    from .conftest import assert_same_tensors, best_weights
+
+    config = TrainConfig().with_overrides(
+        [*SETTINGS, "epochs=2", "checkpoint_every_batches=5", "checkpoint_keep=100"]
+    )
+    train_run(prepared, config, tmp_path / "run", progress=False, echo=lambda _m: None)
+    folder = tmp_path / "run" / "checkpoints"
+    before = sorted(p.name for p in folder.iterdir())
+    (mid,) = [p for p in list_checkpoints(folder) if checkpoint_position(p) == (2, 5)]
+    reader = Checkpointer(folder, resume_from=read_checkpoint(mid), writes=False)
+    model = DeepRec.from_config(config).fit(PreparedDataset.load(prepared), checkpointer=reader)
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert [r.epoch for r in model.history_] == [1, 2]
+    weights = {f"module.{k}": v for k, v in model.module_.state_dict().items()}
+    full = {k: v for k, v in best_weights(tmp_path / "run").items() if k.startswith("module.")}
+    assert_same_tensors(weights, full)
