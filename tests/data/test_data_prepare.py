@@ -53,7 +53,7 @@ def test_failed_prepare_leaves_previous_output(tmp_path):
     prepare_dataset([raw / "ratings.csv"], "csv", "random:0.9,0.05,0.05", out)
     before = tree_digest(out)
     (tmp_path / "bad.csv").write_text("user,item,rating\n1,2,3\n1,3,bad\n")
-    with pytest.raises(DataError, match="bad.csv:3"):
+    with pytest.raises(DataError, match=r"bad\.csv:3"):
         prepare_dataset([tmp_path / "bad.csv"], "csv", "random:0.9,0.05,0.05", out, overwrite=True)
     assert tree_digest(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "out", "raw"]

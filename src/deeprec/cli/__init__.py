@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "deeprec.cli.data_commands",
     "deeprec.cli.train_commands",
     "deeprec.cli.serve_commands",
+    "deeprec.cli.quickstart_commands",
 )
 
 app = typer.Typer(

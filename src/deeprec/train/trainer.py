@@ -124,7 +124,12 @@ class Trainer:
             self.checkpointer.begin(result, epochs_without_gain)
         # --- end reliability ---
         for epoch in range(start_epoch, config.epochs + 1):
-            record = self._run_epoch(epoch, has_valid, start_batch, carry)
+            try:
+                record = self._run_epoch(epoch, has_valid, start_batch, carry)
+            except TrainingError:
+                if self.best_state is not None:  # leave the model at its last good weights
+                    self.model.load_state_dict(self.best_state)
+                raise
             start_batch, carry = 0, (0.0, 0)
             improved = False
             if has_valid and record.valid_rmse is not None:
