@@ -35,7 +35,7 @@ from reliability.conftest import (  # noqa: E402
     train_args,
 )
 
-EXTRA = ("epochs=6", "checkpoint_every_batches=2")
+EXTRA = ("epochs=20", "checkpoint_every_batches=2")
 
 
 def newest(run: Path):
@@ -72,7 +72,7 @@ def kill_loop(data: Path, out: Path, kills: int, write_kills: int, seed: int) ->
             # wait until this process has written a checkpoint, then a random delay
             while newest(run) == before and proc.poll() is None:
                 time.sleep(0.01)
-            time.sleep(rng.uniform(0.0, 1.5))
+            time.sleep(rng.uniform(0.0, 0.5))
             proc.send_signal(signal.SIGKILL)
             status = proc.wait()
         tmp = [p.name for p in (run / "checkpoints").iterdir() if p.name.endswith(".tmp")]
