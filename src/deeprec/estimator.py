@@ -273,5 +273,6 @@ def _check_encoder_shapes(state: dict[str, torch.Tensor], n_inputs: int, hidden:
         if tensor is None or tuple(tensor.shape) != want:
             got = None if tensor is None else tuple(tensor.shape)
             raise CheckpointError(
-                f"encoder layer {i} in the weights is {got}, but model.json describes {want}"
+                f"checkpoint shapes do not match the config: encoder layer {i} in the weights "
+                f"is {got}, but model.json describes {want}"
             )
