@@ -51,7 +51,7 @@ CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^ckpt-e(\d+)-b(\d+)\.safetensors$")
 
 # Test-only fault injection (used by tests/reliability): SIGKILL this process while writing
-# its N-th checkpoint, after the temporary file is complete and before the rename; sleep
+# its N-th checkpoint (counting this process's writes only), after the temporary file is complete and before the rename; sleep
 # this many seconds after every batch so an outside kill lands mid-epoch.
 CRASH_ENV = "DEEPREC_TEST_CRASH_IN_CHECKPOINT"
 BATCH_DELAY_ENV = "DEEPREC_TEST_BATCH_DELAY"
@@ -302,6 +302,7 @@ class Checkpointer:
         self._epochs_without_gain = 0
         self._fingerprint: dict[str, Any] | None = None
         self._trainer: Any = None
+        self._writes = 0  # files written by this process (test-only crash counter)
         self._crash_at = int(os.environ.get(CRASH_ENV, "0") or 0)
         self._batch_delay = float(os.environ.get(BATCH_DELAY_ENV, "0") or 0)
 
@@ -411,13 +412,14 @@ class Checkpointer:
                 save_file(tensors, str(tmp), metadata=metadata)
                 self._maybe_crash()
         self.written.append(target)
+        self._writes += 1
         self._last_time = time.monotonic()
         self._prune(trainer.config.checkpoint_keep)
         return target
 
     def _maybe_crash(self) -> None:
         """Test-only: die by SIGKILL between writing the temporary file and renaming it."""
-        if self._crash_at and len(self.written) + 1 == self._crash_at:
+        if self._crash_at and self._writes + 1 == self._crash_at:
             os.kill(os.getpid(), signal.SIGKILL)
 
     def _prune(self, keep: int) -> None:
