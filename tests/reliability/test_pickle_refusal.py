@@ -112,6 +112,9 @@ def test_cli_refuses_pickle_paths(evil, tmp_path, capsys):
     for argv in (
         ["evaluate", "--run", str(path)],
         ["train", "--resume", str(path)],
+        ["serve", "--run", str(path)],
+        ["recommend", "--run", str(path), "--user", "1"],
+        ["predict", "--run", str(path), "--pairs", str(path), "--out", str(path) + ".csv"],
     ):
         with pytest.raises(SystemExit) as info:
             main(argv)
