@@ -149,3 +149,15 @@ def assert_nothing_truncated(run: Path) -> int:
     ):
         json.loads(line)
     return checked
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_curve_plots():
+    """In-process trainings here skip redrawing curves.png (matplotlib, ~0.3 s per epoch on
+    the shared machine): plots have nothing to do with what these tests check, and CLI
+    subprocess runs still draw them."""
+    from deeprec.train.run_dir import RunDir
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RunDir, "plot_curves", lambda self: None)
+        yield

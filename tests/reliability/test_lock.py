@@ -20,7 +20,7 @@ def test_second_training_into_a_running_directory_fails(prepared, tmp_path):
     run = tmp_path / "run"
     first = subprocess.Popen(
         train_args(prepared, run, "epochs=2", "checkpoint_every_batches=2"),
-        env=cli_env(DEEPREC_TEST_BATCH_DELAY="0.05"),
+        env=cli_env(DEEPREC_TEST_BATCH_DELAY="0.1"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -98,7 +98,7 @@ def test_sigkill_in_checkpoint_write_and_mid_epoch_then_resume(prepared, baselin
 
     proc = subprocess.Popen(
         resume_args(run),
-        env=cli_env(DEEPREC_TEST_BATCH_DELAY="0.05"),
+        env=cli_env(DEEPREC_TEST_BATCH_DELAY="0.15"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
