@@ -319,7 +319,10 @@ def load_model(path: str | Path) -> Recommender:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from deeprec.safe_files import refuse_pickle, require_safetensors
+
     root = Path(path)
+    refuse_pickle(root, what="model")  # reliability (issue 8): .pt/.pkl/pickle bytes
     if root.is_file():
         raise CheckpointError(
             f"{root} is a single file; deeprec models are directories with model.json and "
@@ -333,13 +336,16 @@ def load_model(path: str | Path) -> Recommender:
         )
     try:
         info = json.loads(info_path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{info_path} is not valid JSON ({exc})") from exc
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{info_path}: expected a JSON object, got {type(info).__name__}")
     name = info.get("class")
-    module = KNOWN_MODELS.get(name)
+    module = KNOWN_MODELS.get(name) if isinstance(name, str) else None
     if module is None:
         raise CheckpointError(f"{info_path}: unknown model class {name!r}")
     cls = getattr(importlib.import_module(module), name)
+    require_safetensors(weights_path, what="model weights")  # refuses a pickle in disguise
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -347,22 +353,27 @@ def load_model(path: str | Path) -> Recommender:
     try:
         user_ids = np.load(root / "user_ids.npy", allow_pickle=False)
         item_ids = np.load(root / "item_ids.npy", allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty .npy (issue 8)
         raise CheckpointError(f"{root}: cannot read the id maps ({exc})") from exc
-    model = cls(**info.get("params", {}))
-    model.user_ids_ = user_ids
-    model.item_ids_ = item_ids
-    model.rating_range_ = tuple(info["rating_range"])
-    model.global_mean_ = float(info["global_mean"])
-    try:
-        model.train_ = CSRMatrix(
-            indptr=state.pop("_train.indptr").numpy(),
-            indices=state.pop("_train.indices").numpy(),
-            values=state.pop("_train.values").numpy(),
-            shape=(int(info["n_users"]), int(info["n_items"])),
-        )
-    except KeyError as exc:
-        raise CheckpointError(f"{weights_path} lacks the training matrix ({exc})") from exc
-    model._load_fitted_meta(info.get("fitted", {}))
-    model._load_state_dict(state)
+    try:  # a hand-edited model.json: wrong types or missing keys (reliability, issue 8)
+        model = cls(**info.get("params", {}))
+        model.user_ids_ = user_ids
+        model.item_ids_ = item_ids
+        model.rating_range_ = tuple(info["rating_range"])
+        model.global_mean_ = float(info["global_mean"])
+        try:
+            model.train_ = CSRMatrix(
+                indptr=state.pop("_train.indptr").numpy(),
+                indices=state.pop("_train.indices").numpy(),
+                values=state.pop("_train.values").numpy(),
+                shape=(int(info["n_users"]), int(info["n_items"])),
+            )
+        except KeyError as exc:
+            raise CheckpointError(f"{weights_path} lacks the training matrix ({exc})") from exc
+        model._load_fitted_meta(info.get("fitted", {}))
+        model._load_state_dict(state)
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise CheckpointError(
+            f"{info_path}: does not describe a valid {name} model ({type(exc).__name__}: {exc})"
+        ) from None
     return model

@@ -61,6 +61,10 @@ class DeepRec(Recommender):
         device: str = _D.device,
         eval_batch_size: int = _D.eval_batch_size,
         threads: int = _D.threads,
+        checkpoint_every_epochs: int = _D.checkpoint_every_epochs,
+        checkpoint_every_batches: int = _D.checkpoint_every_batches,
+        checkpoint_every_minutes: float = _D.checkpoint_every_minutes,
+        checkpoint_keep: int = _D.checkpoint_keep,
         verbose: bool = False,
     ) -> None:
         self.hidden = hidden
@@ -89,6 +93,10 @@ class DeepRec(Recommender):
         self.device = device
         self.eval_batch_size = eval_batch_size
         self.threads = threads
+        self.checkpoint_every_epochs = checkpoint_every_epochs
+        self.checkpoint_every_batches = checkpoint_every_batches
+        self.checkpoint_every_minutes = checkpoint_every_minutes
+        self.checkpoint_keep = checkpoint_keep
         self.verbose = verbose
 
     # ------------------------------------------------------------ config
@@ -104,7 +112,9 @@ class DeepRec(Recommender):
         return TrainConfig.from_dict(values, source="DeepRec")
 
     # --------------------------------------------------------------- fit
-    def _fit_dataset(self, dataset: PreparedDataset, on_epoch_end: Any = None) -> None:
+    def _fit_dataset(
+        self, dataset: PreparedDataset, on_epoch_end: Any = None, checkpointer: Any = None
+    ) -> None:
         config = self.config()
         if config.threads:
             torch.set_num_threads(config.threads)
@@ -122,22 +132,27 @@ class DeepRec(Recommender):
             progress=self.verbose,
             on_epoch_end=on_epoch_end,
         )
+        if checkpointer is not None:  # reliability (issue 8): checkpoints and --resume
+            checkpointer.attach(trainer)
         result = trainer.fit()
         self.history_: list[EpochRecord] = result.history
         self.best_epoch_ = result.best_epoch
         self.best_valid_rmse_ = result.best_valid_rmse
         self.module_.eval()
 
-    def fit(self, train: Any, valid: Any = None, *, on_epoch_end: Any = None) -> DeepRec:
+    def fit(
+        self, train: Any, valid: Any = None, *, on_epoch_end: Any = None, checkpointer: Any = None
+    ) -> DeepRec:
         """Train on a DataFrame (user, item, rating) or a PreparedDataset.
 
-        `on_epoch_end(record, improved)` is called after every epoch (used by run dirs).
+        `on_epoch_end(record, improved)` is called after every epoch (used by run dirs);
+        `checkpointer` (train.checkpoint.Checkpointer) writes checkpoints and resumes.
         """
         from deeprec.base import as_dataset
 
         dataset = as_dataset(train, valid)
         self._set_index(dataset)
-        self._fit_dataset(dataset, on_epoch_end=on_epoch_end)
+        self._fit_dataset(dataset, on_epoch_end=on_epoch_end, checkpointer=checkpointer)
         return self
 
     # ----------------------------------------------------------- predict
@@ -204,6 +219,7 @@ class DeepRec(Recommender):
     def _load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         config = self.config()
         n_inputs = self.n_items if config.orientation == "user" else self.n_users
+        _check_encoder_shapes(state, n_inputs, config.hidden)  # before allocating (issue 8)
         module = build_model(config, n_inputs)
         weights = {
             k.removeprefix("module."): v for k, v in state.items() if k.startswith("module.")
@@ -245,3 +261,18 @@ class DeepRec(Recommender):
     @property
     def module(self) -> AutoEncoder:
         return self.module_
+
+
+def _check_encoder_shapes(state: dict[str, torch.Tensor], n_inputs: int, hidden: list[int]) -> None:
+    """Compare the file's encoder matrices with the architecture model.json claims *before*
+    building it, so an edited model.json cannot make loading allocate huge layers."""
+    sizes = [n_inputs, *hidden]
+    for i in range(len(hidden)):
+        tensor = state.get(f"module.encoder_weights.{i}")
+        want = (sizes[i + 1], sizes[i])
+        if tensor is None or tuple(tensor.shape) != want:
+            got = None if tensor is None else tuple(tensor.shape)
+            raise CheckpointError(
+                f"checkpoint shapes do not match the config: encoder layer {i} in the weights "
+                f"is {got}, but model.json describes {want}"
+            )

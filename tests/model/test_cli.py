@@ -47,7 +47,7 @@ def test_train_writes_a_complete_run_directory(trained) -> None:
     for name in ("config.yaml", "dataset.json", "metrics.jsonl", "summary.json", "curves.png"):
         assert (run / name).is_file(), name
     assert (run / "best" / "weights.safetensors").is_file()
-    assert (run / "last" / "model.json").is_file()
+    assert list((run / "checkpoints").glob("ckpt-*.safetensors"))  # RUN/last/ is now these
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2, 3]
     for record in lines:

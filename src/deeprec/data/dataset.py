@@ -50,6 +50,8 @@ def lookup(sorted_ids: np.ndarray, raw: np.ndarray) -> np.ndarray:
         if raw.dtype.kind not in "iu":
             try:
                 raw = raw.astype(np.int64)
+            except OverflowError:  # reliability (issue 8): ids beyond int64 are unknown,
+                return _lookup_big(sorted_ids, raw)  # the others still resolve
             except (TypeError, ValueError):
                 return np.full(raw.shape, -1, dtype=np.int64)
     else:
@@ -60,6 +62,18 @@ def lookup(sorted_ids: np.ndarray, raw: np.ndarray) -> np.ndarray:
     pos_clipped = np.minimum(pos, sorted_ids.shape[0] - 1)
     found = sorted_ids[pos_clipped] == raw
     return np.where(found, pos_clipped, -1).astype(np.int64)
+
+
+def _lookup_big(sorted_ids: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """`lookup` for an object array holding integers too large for int64 (never known)."""
+    out = np.full(raw.shape, -1, dtype=np.int64)
+    flat = raw.ravel()
+    fits = np.array(
+        [isinstance(v, (int, np.integer)) and -(2**63) <= int(v) < 2**63 for v in flat], bool
+    ).reshape(raw.shape)
+    if fits.any():
+        out[fits] = lookup(sorted_ids, np.array([int(v) for v in raw[fits]], dtype=np.int64))
+    return out
 
 
 @dataclass
@@ -198,7 +212,7 @@ class PreparedDataset:
             raise DataError("not a prepared dataset (meta.json is missing)", path=root)
         try:
             meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # binary junk: issue 8
             raise DataError(f"meta.json is not valid JSON ({exc})", path=meta_path) from exc
         parts = {}
         for name in SPLITS:
@@ -276,5 +290,5 @@ def _load_array(path: Path) -> np.ndarray:
         raise DataError("file of the prepared dataset is missing", path=path)
     try:
         return np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise DataError(f"cannot read array ({exc})", path=path) from exc
+    except (ValueError, EOFError, OSError) as exc:  # EOFError: empty file (issue 8)
+        raise DataError(f"cannot read array ({exc or 'empty file'})", path=path) from exc

@@ -36,7 +36,9 @@ def run_info(run: str | Path) -> dict[str, Any]:
 
 def load_run(run: str | Path) -> tuple[Any, dict[str, Any]]:
     from deeprec.base import load_model
+    from deeprec.safe_files import refuse_pickle
 
+    refuse_pickle(run, what="run directory or model")  # a .pt/.pkl given as --run (issue 8)
     best = Path(run) / "best"
     if not best.exists():
         raise CheckpointError(f"{run} has no best/ model: is it a finished deeprec run directory?")

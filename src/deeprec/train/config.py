@@ -54,6 +54,11 @@ class TrainConfig:
     device: str = "cpu"
     eval_batch_size: int = 1024
     threads: int = 0  # 0 = leave torch's default
+    # checkpoints for --resume (RUN/checkpoints/; see train/checkpoint.py); 0 = off
+    checkpoint_every_epochs: int = 1
+    checkpoint_every_batches: int = 0  # mid-epoch checkpoints every N batches
+    checkpoint_every_minutes: float = 0.0  # also whenever this much time has passed
+    checkpoint_keep: int = 2  # newest checkpoint files kept (older ones are deleted)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -93,6 +98,9 @@ class TrainConfig:
             "seed",
             "eval_batch_size",
             "threads",
+            "checkpoint_every_epochs",
+            "checkpoint_every_batches",
+            "checkpoint_keep",
         ):
             setattr(self, key, _int(key, getattr(self, key)))
         _expect(self.batch_size >= 1, "batch_size", "must be >= 1")
@@ -102,6 +110,13 @@ class TrainConfig:
         for key in ("constrained", "decay_biases"):
             _expect(isinstance(getattr(self, key), bool), key, "must be true or false")
         self.lr_milestones = [_int("lr_milestones", m) for m in self.lr_milestones]
+        for key in ("checkpoint_every_epochs", "checkpoint_every_batches"):
+            _expect(getattr(self, key) >= 0, key, "must be >= 0 (0 = off)")
+        self.checkpoint_every_minutes = _float(
+            "checkpoint_every_minutes", self.checkpoint_every_minutes
+        )
+        _expect(self.checkpoint_every_minutes >= 0, "checkpoint_every_minutes", "must be >= 0")
+        _expect(self.checkpoint_keep >= 1, "checkpoint_keep", "must be >= 1")
 
     # ------------------------------------------------------------ conversion
     @classmethod

@@ -108,19 +108,33 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, config)
         self.best_state: dict[str, torch.Tensor] | None = None
         self.train_rows = np.flatnonzero(data.train.row_lengths() > 0)
+        # --- reliability (issue 8): set by train.checkpoint.Checkpointer.attach() ---
+        self.checkpointer: Any = None  # writes checkpoints at batch/epoch ends
+        self.resume_state: Any = None  # a checkpoint's position and progress to continue from
 
     def fit(self, start_epoch: int = 1) -> TrainResult:
         config = self.config
         result = TrainResult()
         has_valid = self.data.valid.nnz > 0
         epochs_without_gain = 0
+        # --- reliability (issue 8): continue from a checkpoint (see train/checkpoint.py) ---
+        start_batch, carry = 0, (0.0, 0)
+        if self.resume_state is not None:
+            resume = self.resume_state
+            result, epochs_without_gain = resume.result, resume.epochs_without_gain
+            start_epoch, start_batch, carry = resume.epoch, resume.batch, (resume.sse, resume.count)
+            self.best_state = resume.best_state
+        if self.checkpointer is not None:
+            self.checkpointer.begin(result, epochs_without_gain)
+        # --- end reliability ---
         for epoch in range(start_epoch, config.epochs + 1):
             try:
-                record = self._run_epoch(epoch, has_valid)
+                record = self._run_epoch(epoch, has_valid, start_batch, carry)
             except TrainingError:
                 if self.best_state is not None:  # leave the model at its last good weights
                     self.model.load_state_dict(self.best_state)
                 raise
+            start_batch, carry = 0, (0.0, 0)
             improved = False
             if has_valid and record.valid_rmse is not None:
                 if result.best_valid_rmse is None or record.valid_rmse < result.best_valid_rmse:
@@ -139,30 +153,41 @@ class Trainer:
                 self.on_epoch_end(record, improved)
             if config.early_stopping and epochs_without_gain >= config.early_stopping:
                 result.stopped_early = True
+            if self.checkpointer is not None:  # reliability (issue 8)
+                self.checkpointer.epoch_end(self, epoch, result, epochs_without_gain)
+            if result.stopped_early:
                 break
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         return result
 
-    def _run_epoch(self, epoch: int, has_valid: bool) -> EpochRecord:
+    def _run_epoch(
+        self,
+        epoch: int,
+        has_valid: bool,
+        start_batch: int = 0,
+        carry: tuple[float, int] = (0.0, 0),
+    ) -> EpochRecord:
+        """One epoch; `start_batch`/`carry` (batches done, their SSE and count) resume one
+        that a checkpoint interrupted, replaying the same (seed, epoch) order."""
         config = self.config
         self.model.train()
         order = epoch_order(self.train_rows, config.seed, epoch)
         n_batches = math.ceil(order.shape[0] / config.batch_size)
         lr = self.optimizer.param_groups[0]["lr"]
         start = time.perf_counter()
-        sse = 0.0
-        count = 0
-        batches = iter_row_batches(self.data.train, order, config.batch_size)
+        sse, count = carry
+        batches = iter_row_batches(self.data.train, order, config.batch_size, start=start_batch)
         bar = tqdm(
             batches,
             total=n_batches,
+            initial=start_batch,
             desc=f"epoch {epoch}/{config.epochs}",
             unit="batch",
             disable=not self.progress,
             leave=False,
         )
-        for index, batch in enumerate(bar):
+        for index, batch in enumerate(bar, start=start_batch):
             step = reference_step(
                 self.model,
                 self.optimizer,
@@ -179,6 +204,8 @@ class Trainer:
             count += step.count
             if self.on_batch_end is not None:
                 self.on_batch_end(epoch, index, step)
+            if self.checkpointer is not None and index + 1 < n_batches:  # reliability
+                self.checkpointer.batch_end(self, epoch, index + 1, sse, count)
         if self.scheduler is not None:
             self.scheduler.step()
         epoch_seconds = time.perf_counter() - start

@@ -106,6 +106,7 @@ def read_delimited(
     try:
         frame = _read(header + body, separator, {name: pl.String for name in safe}, quote_char)
     except pl.exceptions.PolarsError as exc:
+        _raise_not_utf8(body, path, line_offset)  # reliability (issue 8): found by Hypothesis
         _raise_ragged(body, separator, len(names), path, line_offset)
         raise DataError(f"cannot parse ({str(exc).splitlines()[0]})", path=path) from exc
     if frame.height == 0:
@@ -144,6 +145,19 @@ def _resolve(mapping: dict[str, str | int], names: list[str], path: Path) -> dic
             raise DataError(f"no column {col!r}; the file has {names}", path=path, field=key)
         out[key] = pos
     return out
+
+
+def _raise_not_utf8(body: bytes, path: Path, line_offset: int) -> None:
+    """Name the line of the first byte that is not UTF-8 (Polars only says 'invalid utf-8')."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = body.count(b"\n", 0, exc.start) + line_offset
+        raise DataError(
+            f"not UTF-8 text (byte {body[exc.start]:#04x}); save the file as UTF-8",
+            path=path,
+            line=line,
+        ) from None
 
 
 def _raise_ragged(body: bytes, separator: str, n_fields: int, path: Path, line_offset: int) -> None:

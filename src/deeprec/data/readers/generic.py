@@ -116,6 +116,10 @@ def read_parquet_file(
         raise DataError("input file not found", path=path) from exc
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise DataError(f"cannot read Parquet ({exc})", path=path) from exc
+    except pl.exceptions.PanicException as exc:  # reliability (issue 8): a damaged file can
+        # make Polars panic (found by Hypothesis); the panic is a BaseException
+        reason = str(exc).splitlines()[0][:200]
+        raise DataError(f"cannot read Parquet, the file is damaged ({reason})", path=path) from None
     mapping = _auto_mapping(frame.columns, columns or {}, path, positional=False)
     if split_column:
         mapping[convert.SPLIT] = split_column
