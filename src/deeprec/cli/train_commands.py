@@ -31,15 +31,29 @@ def train(
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Reuse a non-empty run directory.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    device: Annotated[
+        str | None,
+        typer.Option(help="cpu, cuda or auto (CUDA when present); overrides the config's device."),
+    ] = None,
 ) -> None:
-    """Train a deep autoencoder; keep the best checkpoint by validation RMSE; report test RMSE."""
+    """Train a deep autoencoder; keep the best checkpoint by validation RMSE; report test RMSE.
+
+    Data-parallel under torchrun: `torchrun --nproc_per_node=N -m deeprec train ...`
+    (batch_size is the global batch; only rank 0 writes the run directory).
+    """
     from deeprec.train.config import TrainConfig
+    from deeprec.train.distributed import distributed_session
     from deeprec.train.run import train_run
 
     cfg = TrainConfig.from_yaml(config) if config else TrainConfig()
-    cfg = cfg.with_overrides(set_ or [])
-    summary = train_run(data, cfg, out, overwrite=overwrite, progress=not quiet, echo=typer.echo)
-    typer.echo(json.dumps(summary, indent=2, default=str))
+    cfg = cfg.with_overrides([*(set_ or []), *([f"device={device}"] if device else [])])
+    with distributed_session(cfg.device) as dist:
+        main = dist is None or dist.is_main
+        summary = train_run(
+            data, cfg, out, overwrite=overwrite, progress=not quiet and main, echo=typer.echo
+        )
+    if main:
+        typer.echo(json.dumps(summary, indent=2, default=str))
 
 
 def _load_run_model(run: Path):

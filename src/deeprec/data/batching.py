@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -25,10 +25,24 @@ class RowBatch:
     def size(self) -> int:
         return int(self.rows.shape[0])
 
+    def to(self, device: torch.device | str) -> RowBatch:
+        """The batch with its tensors on `device` (itself when already there)."""
+        device = torch.device(device)
+        if self.values.device == device:
+            return self
+        return replace(
+            self,
+            local=self.local.to(device, non_blocking=True),
+            cols=self.cols.to(device, non_blocking=True),
+            values=self.values.to(device, non_blocking=True),
+        )
+
     def dense(self, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-        """Dense (batch, n_cols) ratings and 0/1 mask (a 0 rating keeps mask 1)."""
-        x = torch.zeros(self.size, self.n_cols, dtype=dtype)
-        mask = torch.zeros(self.size, self.n_cols, dtype=dtype)
+        """Dense (batch, n_cols) ratings and 0/1 mask (a 0 rating keeps mask 1), built on the
+        device the batch's tensors live on."""
+        device = self.values.device
+        x = torch.zeros(self.size, self.n_cols, dtype=dtype, device=device)
+        mask = torch.zeros(self.size, self.n_cols, dtype=dtype, device=device)
         x[self.local, self.cols] = self.values.to(dtype)
         mask[self.local, self.cols] = 1.0
         return x, mask

@@ -10,6 +10,7 @@ from typing import Any
 from deeprec.data.dataset import PreparedDataset
 from deeprec.estimator import DeepRec
 from deeprec.train.config import TrainConfig
+from deeprec.train.distributed import is_main_process
 from deeprec.train.run_dir import RunDir
 from deeprec.train.trainer import EpochRecord
 
@@ -26,16 +27,20 @@ def train_run(
     """Train, checkpoint best/last every epoch, then score the best model on test."""
     dataset = PreparedDataset.load(data_dir)
     run = RunDir(out)
-    run.create(overwrite=overwrite)
-    run.write_text("config.yaml", config.to_yaml())
-    run.write_json(
-        "dataset.json",
-        {"path": str(Path(data_dir).resolve()), "meta": dataset.meta},
-    )
+    main = is_main_process()  # [ddp] under torchrun only rank 0 writes the run directory
+    if main:
+        run.create(overwrite=overwrite)
+        run.write_text("config.yaml", config.to_yaml())
+        run.write_json(
+            "dataset.json",
+            {"path": str(Path(data_dir).resolve()), "meta": dataset.meta},
+        )
     model = DeepRec.from_config(config, verbose=progress)
     started = time.perf_counter()
 
     def on_epoch_end(record: EpochRecord, improved: bool) -> None:
+        if not main:  # [ddp]
+            return
         run.append_metrics(record.to_dict())
         model.save(run.last)
         if improved:
@@ -48,7 +53,6 @@ def train_run(
         )
 
     model.fit(dataset, on_epoch_end=on_epoch_end)
-    model.save(run.best)
     summary: dict[str, Any] = {
         "best_epoch": model.best_epoch_,
         "best_valid_rmse": model.best_valid_rmse_,
@@ -56,6 +60,9 @@ def train_run(
         "train_seconds": time.perf_counter() - started,
         "architecture": model.module.architecture(),
     }
+    if not main:  # [ddp] the other ranks hold the same weights; rank 0 saves and scores
+        return summary
+    model.save(run.best)
     if len(dataset.test):
         summary["test"] = model.score(dataset, "test")
     run.write_json("summary.json", summary)

@@ -23,6 +23,7 @@ from deeprec.data.sparse import CSRMatrix
 from deeprec.errors import TrainingError
 from deeprec.model.autoencoder import AutoEncoder
 from deeprec.train.config import TrainConfig
+from deeprec.train.distributed import DataParallel, DistContext, model_device
 from deeprec.train.evaluation import evaluate_sse
 from deeprec.train.optim import build_optimizer, build_scheduler
 from deeprec.train.step import reference_step
@@ -93,6 +94,7 @@ class Trainer:
         rating_range: tuple[float, float] | None = None,
         progress: bool = False,
         on_epoch_end: EpochCallback | None = None,
+        dist: DistContext | None = None,
     ) -> None:
         self.model = model
         self.config = config
@@ -104,6 +106,11 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, config)
         self.best_state: dict[str, torch.Tensor] | None = None
         self.train_rows = np.flatnonzero(data.train.row_lengths() > 0)
+        # [ddp/device] batches go to the model's device; under torchrun, steps run through
+        # DDP on this rank's slice of each global batch (see train/distributed.py).
+        self.device = model_device(model)
+        self.ddp = DataParallel(model, dist, seed=config.seed) if dist is not None else None
+        self.step_model = self.ddp.module if self.ddp is not None else model
 
     def fit(self, start_epoch: int = 1) -> TrainResult:
         config = self.config
@@ -144,7 +151,10 @@ class Trainer:
         start = time.perf_counter()
         sse = 0.0
         count = 0
-        batches = iter_row_batches(self.data.train, order, config.batch_size)
+        if self.ddp is not None:  # [ddp] this rank's slice of every global batch
+            batches = self.ddp.batches(self.data.train, order, config.batch_size)
+        else:
+            batches = iter_row_batches(self.data.train, order, config.batch_size)
         bar = tqdm(
             batches,
             total=n_batches,
@@ -154,8 +164,11 @@ class Trainer:
             leave=False,
         )
         for index, batch in enumerate(bar):
+            if self.ddp is not None:  # [ddp] arm this slice's loss weights
+                self.ddp.begin_step(batch)
+            batch = batch.to(self.device)  # [device]
             step = reference_step(
-                self.model,
+                self.step_model,
                 self.optimizer,
                 batch,
                 refeed_steps=config.refeed_steps,
@@ -168,13 +181,16 @@ class Trainer:
                 )
             sse += step.sse
             count += step.count
+        if self.ddp is not None:  # [ddp] train RMSE over all ranks
+            sse, count = self.ddp.sum_metrics(sse, count)
         if self.scheduler is not None:
             self.scheduler.step()
         epoch_seconds = time.perf_counter() - start
         valid_rmse = valid_mae = None
         eval_start = time.perf_counter()
         if has_valid:
-            v_sse, v_sae, v_n = evaluate_sse(
+            evaluate = self.ddp.evaluate_sse if self.ddp is not None else evaluate_sse  # [ddp]
+            v_sse, v_sae, v_n = evaluate(
                 self.model,
                 self.data.train,
                 self.data.valid,
