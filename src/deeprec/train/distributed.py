@@ -119,12 +119,17 @@ class DistContext:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def all_reduce_sum(self, values: Sequence[float]) -> list[float]:
-        """Element-wise sum over ranks, in float64 (every rank gets the same numbers)."""
+    def all_reduce(
+        self, values: Sequence[float], op: dist.ReduceOp.RedOpType = dist.ReduceOp.SUM
+    ) -> list[float]:
+        """Element-wise reduction over ranks, in float64 (every rank gets the same numbers)."""
         on = self.device if dist.get_backend() == "nccl" else torch.device("cpu")
         tensor = torch.tensor(list(values), dtype=torch.float64, device=on)
-        dist.all_reduce(tensor)
+        dist.all_reduce(tensor, op=op)
         return tensor.cpu().tolist()
+
+    def all_reduce_sum(self, values: Sequence[float]) -> list[float]:
+        return self.all_reduce(values, dist.ReduceOp.SUM)
 
 
 def current_context(device: torch.device) -> DistContext | None:
@@ -344,9 +349,27 @@ class DataParallel:
                 f"({FAIL_AT_ENV} is set; the test suite uses it to check shutdown)"
             )
 
-    def sum_metrics(self, sse: float, count: int) -> tuple[float, int]:
+    def end_epoch(self, sse: float, count: int) -> tuple[float, int]:
+        """Training (sse, count) summed over ranks, after checking the replicas still agree."""
+        self.check_replicas()
         total_sse, total_count = self.ctx.all_reduce_sum([sse, count])
         return total_sse, round(total_count)
+
+    def check_replicas(self, rtol: float = 1e-6) -> None:
+        """Fail loudly if the ranks' weights differ, e.g. because a compute path stepped the
+        bare module instead of the DDP wrapper, so its gradients were never exchanged."""
+        with torch.no_grad():
+            params = [p.detach().double() for p in self.module.module.parameters()]
+            sums = [float(sum(p.sum() for p in params)), float(sum((p * p).sum() for p in params))]
+        high = self.ctx.all_reduce([*sums, *(-v for v in sums)], dist.ReduceOp.MAX)
+        spread = max(high[i] + high[i + len(sums)] for i in range(len(sums)))
+        scale = max(abs(v) for v in sums) + 1e-12
+        if spread > rtol * scale:
+            raise TrainingError(
+                f"rank {self.ctx.rank}: the data-parallel replicas' weights differ "
+                f"(checksum spread {spread:.3g}); every optimisation pass must run the forward "
+                "through the DDP-wrapped model the trainer passes to the step function"
+            )
 
     def evaluate_sse(
         self,

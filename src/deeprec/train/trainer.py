@@ -181,8 +181,8 @@ class Trainer:
                 )
             sse += step.sse
             count += step.count
-        if self.ddp is not None:  # [ddp] train RMSE over all ranks
-            sse, count = self.ddp.sum_metrics(sse, count)
+        if self.ddp is not None:  # [ddp] replicas still agree; train RMSE over all ranks
+            sse, count = self.ddp.end_epoch(sse, count)
         if self.scheduler is not None:
             self.scheduler.step()
         epoch_seconds = time.perf_counter() - start
