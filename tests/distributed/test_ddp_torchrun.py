@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from deeprec.data.batching import row_batch
 from deeprec.data.dataset import PreparedDataset
@@ -148,6 +149,7 @@ def ddp_runs(data_dir, tmp_path_factory) -> Path:
     spec = [
         {"out": str(root / "one_step"), "config": ONE_STEP},
         {"out": str(root / "short"), "config": short_training(data_dir)},
+        {"out": str(root / "hand_grads"), "config": ONE_STEP, "kind": "hand_grads"},
     ]
     (root / "spec.json").write_text(json.dumps(spec))
     proc = launch([str(WORKER), str(data_dir), str(root / "spec.json")])
@@ -171,6 +173,17 @@ def test_one_two_rank_step_equals_one_single_process_step(ddp_runs, data_dir, tm
         torch.testing.assert_close(two[name], one[name], rtol=0, atol=1e-6, msg=name)
         moved = max(moved, float((one[name] - start[name]).abs().max()))
     assert moved > 1e-3  # the step really changed the weights
+
+
+def test_hand_computed_gradients_summed_by_before_update_match_too(ddp_runs, data_dir, tmp_path):
+    """The path for step functions without autograd (compute=fast): gradients on the bare
+    model, `DataParallel.before_update` before each optimizer step."""
+    single_process(data_dir, tmp_path / "one", ONE_STEP)
+    one = weights(tmp_path / "one")
+    two = load_file(ddp_runs / "hand_grads" / "weights.safetensors")
+    assert set(two) == set(one)
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=0, atol=1e-6, msg=name)
 
 
 def test_plain_gradient_averaging_would_not_match(data_dir):

@@ -111,6 +111,14 @@ def test_row_batch_to_same_device_is_itself_and_dense_follows_the_tensors():
     assert mask.tolist() == [[0.0, 1.0], [1.0, 0.0]]  # the 0 rating is observed
 
 
+def test_row_batch_to_moves_every_tensor_and_builds_dense_there():
+    matrix = CSRMatrix.from_coo(np.array([0, 1]), np.array([1, 0]), np.array([3.0, 0.0]), (2, 2))
+    batch = row_batch(matrix, np.array([0, 1])).to("meta")  # a device every build has
+    assert {batch.local.device.type, batch.cols.device.type, batch.values.device.type} == {"meta"}
+    assert all(t.device.type == "meta" for t in batch.dense())
+    assert isinstance(batch.rows, np.ndarray)
+
+
 # -------------------------------------------------------------- launch env
 def test_no_torchrun_environment_means_a_single_process(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)

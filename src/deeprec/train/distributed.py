@@ -32,7 +32,7 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
@@ -311,7 +311,12 @@ def _weighted_sum_hook(state: _PassWeights, bucket):
 
 class DataParallel:
     """The trainer's data-parallel side: the DDP-wrapped model it steps, this rank's slice of
-    each global batch, and training/validation metrics summed over ranks."""
+    each global batch, and training/validation metrics summed over ranks.
+
+    Step functions that use autograd get `module` (DDP; the comm hook weights and sums the
+    gradients). Step functions that compute gradients by hand step the bare model and call
+    `before_update(params)` before each optimizer step instead.
+    """
 
     def __init__(self, model: AutoEncoder, ctx: DistContext, *, seed: int) -> None:
         self.ctx = ctx
@@ -348,6 +353,26 @@ class DataParallel:
                 f"rank {self.ctx.rank}: injected failure at step {self.steps} "
                 f"({FAIL_AT_ENV} is set; the test suite uses it to check shutdown)"
             )
+
+    def before_update(self, params: Iterable[torch.nn.Parameter]) -> None:
+        """The same weighted gradient sum, for step functions that compute gradients by hand
+        (no autograd backward, so DDP's hooks never fire). Call once per optimisation pass
+        (sparse pass, then each re-feed), after the gradients are set and right before
+        `optimizer.step()`: one flat all-reduce per dtype, results copied back in place."""
+        weight = self._weights.current()
+        self._weights.pass_index += 1
+        grads: dict[torch.dtype, list[torch.Tensor]] = {}
+        for p in params:
+            if p.grad is None:  # every rank must send the same layout: a missing grad is 0
+                p.grad = torch.zeros_like(p)
+            grads.setdefault(p.grad.dtype, []).append(p.grad)
+        for group in grads.values():
+            flat = torch.cat([g.reshape(-1) for g in group]).mul_(weight)
+            dist.all_reduce(flat)
+            offset = 0
+            for g in group:
+                g.copy_(flat[offset : offset + g.numel()].view(g.shape))
+                offset += g.numel()
 
     def end_epoch(self, sse: float, count: int) -> tuple[float, int]:
         """Training (sse, count) summed over ranks, after checking the replicas still agree."""
