@@ -184,6 +184,8 @@ def distributed_session(device: str = "cpu") -> Iterator[DistContext | None]:
             rank=env.rank,
             world_size=env.world_size,
             timeout=timedelta(seconds=timeout_seconds()),
+            # NCCL: bind the communicator to this rank's GPU now, so errors surface at start
+            **({"device_id": resolved} if resolved.type == "cuda" else {}),
         )
     except (RuntimeError, ValueError) as exc:
         master = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
