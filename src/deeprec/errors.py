@@ -35,6 +35,10 @@ class DataError(DeepRecError):
         super().__init__(f"{prefix}: {message}" if prefix else message)
 
 
+class DataWarning(UserWarning):
+    """Suspicious but usable input (for example duplicate ratings); the data was repaired."""
+
+
 class ConfigError(DeepRecError):
     """An unknown option, a value of the wrong type, or an impossible architecture."""
 

@@ -49,6 +49,7 @@ class DeepRec(Recommender):
         lr: float = _D.lr,
         momentum: float = _D.momentum,
         weight_decay: float = _D.weight_decay,
+        decay_biases: bool = _D.decay_biases,
         batch_size: int = _D.batch_size,
         epochs: int = _D.epochs,
         lr_schedule: str = _D.lr_schedule,
@@ -76,6 +77,7 @@ class DeepRec(Recommender):
         self.lr = lr
         self.momentum = momentum
         self.weight_decay = weight_decay
+        self.decay_biases = decay_biases
         self.batch_size = batch_size
         self.epochs = epochs
         self.lr_schedule = lr_schedule

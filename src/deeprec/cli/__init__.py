@@ -16,6 +16,7 @@ from deeprec.errors import DeepRecError
 COMMAND_MODULES = (
     "deeprec.cli.data_commands",
     "deeprec.cli.train_commands",
+    "deeprec.cli.quickstart_commands",
 )
 
 app = typer.Typer(

@@ -134,7 +134,10 @@ class PreparedDataset:
         dropped (the paper's rule) and counted in ``meta["dropped_unseen"]``, unless
         `keep_unseen`, in which case the maps cover every split.
         """
-        from deeprec.data.table import ITEM, USER, ids_to_numpy, to_ratings_table
+        import polars as pl
+
+        from deeprec.data.indexing import LABELS, TRAIN, Columns, restrict
+        from deeprec.data.table import ITEM, TIMESTAMP, USER, to_ratings_table
 
         tables = {"train": to_ratings_table(train)}
         for name, frame in (("valid", valid), ("test", test)):
@@ -142,36 +145,23 @@ class PreparedDataset:
                 tables[name] = to_ratings_table(frame)
         if tables["train"].height == 0:
             raise DataError("the training split is empty")
-        import polars as pl
-
         for column in (USER, ITEM):
             dtypes = {t.schema[column] for t in tables.values()}
             if len(dtypes) > 1:  # e.g. int ids in train, string ids in test: compare as text
                 for name in tables:
                     tables[name] = tables[name].with_columns(pl.col(column).cast(pl.String))
-        sources = list(tables.values()) if keep_unseen else [tables["train"]]
-        user_ids = ids_to_numpy(pl.concat([t.get_column(USER) for t in sources]).unique().sort())
-        item_ids = ids_to_numpy(pl.concat([t.get_column(ITEM) for t in sources]).unique().sort())
-        parts: dict[str, Split] = {}
-        dropped: dict[str, int] = {}
-        for name in SPLITS:
-            table = tables.get(name)
-            if table is None:
-                parts[name] = Split.empty()
-                continue
-            users = lookup(user_ids, ids_to_numpy(table.get_column(USER)))
-            items = lookup(item_ids, ids_to_numpy(table.get_column(ITEM)))
-            keep = (users >= 0) & (items >= 0)
-            dropped[name] = int((~keep).sum())
-            ts = table.get_column("timestamp").to_numpy() if "timestamp" in table.columns else None
-            parts[name] = Split(
-                users=users[keep].astype(np.int32),
-                items=items[keep].astype(np.int32),
-                ratings=table.get_column("rating").to_numpy().astype(np.float32)[keep],
-                timestamps=None if ts is None else ts[keep].astype(np.int64),
-            )
+        if not all(TIMESTAMP in t.columns for t in tables.values()):
+            tables = {k: t.drop(TIMESTAMP, strict=False) for k, t in tables.items()}
+        labels = np.concatenate(
+            [np.full(t.height, LABELS[name], dtype=np.int8) for name, t in tables.items()]
+        )
+        cols = Columns.from_table(pl.concat(list(tables.values())), labels)
+        rows = np.ones(len(cols), dtype=bool) if keep_unseen else labels == TRAIN
+        user_ids, users = restrict(cols.users, cols.user_ids, rows)
+        item_ids, items = restrict(cols.items, cols.item_ids, rows)
+        parts, dropped = split_arrays(cols, users, items)
         info = dict(meta or {})
-        info.setdefault("dropped_unseen", {k: v for k, v in dropped.items() if k != "train"})
+        info.setdefault("dropped_unseen", {k: dropped[k] for k in tables if k != "train"})
         info.setdefault("rating_range", list(_range(parts["train"].ratings)))
         return cls(user_ids=user_ids, item_ids=item_ids, meta=info, **parts)
 
@@ -243,6 +233,29 @@ class PreparedDataset:
                 raise DataError(f"split {name!r} has user indices out of range", path=source)
             if n and (part.items.min() < 0 or part.items.max() >= self.n_items):
                 raise DataError(f"split {name!r} has item indices out of range", path=source)
+
+
+def split_arrays(cols: Any, users: np.ndarray, items: np.ndarray) -> tuple[dict, dict]:
+    """Splits from labelled columns (see deeprec.data.indexing) and per-split unseen drops.
+
+    `users`/`items` are final indices, -1 for ids outside the maps (those rows are dropped).
+    """
+    from deeprec.data.indexing import LABELS
+
+    known = (users >= 0) & (items >= 0)
+    parts: dict[str, Split] = {}
+    dropped: dict[str, int] = {}
+    for name in SPLITS:
+        mask = cols.labels == LABELS[name]
+        keep = mask & known
+        dropped[name] = int(mask.sum() - keep.sum())
+        parts[name] = Split(
+            users=users[keep].astype(np.int32),
+            items=items[keep].astype(np.int32),
+            ratings=cols.ratings[keep].astype(np.float32),
+            timestamps=None if cols.timestamps is None else cols.timestamps[keep],
+        )
+    return parts, dropped
 
 
 def _range(values: np.ndarray) -> tuple[float, float]:

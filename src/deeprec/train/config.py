@@ -40,6 +40,7 @@ class TrainConfig:
     lr: float = 0.001
     momentum: float = 0.9
     weight_decay: float = 0.0
+    decay_biases: bool = False  # weight_decay on biases too (the reference code's behaviour)
     batch_size: int = 128
     epochs: int = 40
     lr_schedule: str = "none"
@@ -98,7 +99,8 @@ class TrainConfig:
         _expect(self.eval_batch_size >= 1, "eval_batch_size", "must be >= 1")
         _expect(self.epochs >= 1, "epochs", "must be >= 1")
         _expect(self.refeed_steps >= 0, "refeed_steps", "must be >= 0")
-        _expect(isinstance(self.constrained, bool), "constrained", "must be true or false")
+        for key in ("constrained", "decay_biases"):
+            _expect(isinstance(getattr(self, key), bool), key, "must be true or false")
         self.lr_milestones = [_int("lr_milestones", m) for m in self.lr_milestones]
 
     # ------------------------------------------------------------ conversion

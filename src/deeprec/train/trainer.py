@@ -118,7 +118,12 @@ class Trainer:
         has_valid = self.data.valid.nnz > 0
         epochs_without_gain = 0
         for epoch in range(start_epoch, config.epochs + 1):
-            record = self._run_epoch(epoch, has_valid)
+            try:
+                record = self._run_epoch(epoch, has_valid)
+            except TrainingError:
+                if self.best_state is not None:  # leave the model at its last good weights
+                    self.model.load_state_dict(self.best_state)
+                raise
             improved = False
             if has_valid and record.valid_rmse is not None:
                 if result.best_valid_rmse is None or record.valid_rmse < result.best_valid_rmse:
