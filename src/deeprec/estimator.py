@@ -17,6 +17,7 @@ from deeprec.data.dataset import PreparedDataset
 from deeprec.errors import CheckpointError, DataError
 from deeprec.model.autoencoder import AutoEncoder
 from deeprec.train.config import TrainConfig
+from deeprec.train.distributed import current_context, resolve_device
 from deeprec.train.evaluation import predict_rows
 from deeprec.train.trainer import EpochRecord, OrientedData, Trainer, build_model
 
@@ -118,23 +119,29 @@ class DeepRec(Recommender):
         config = self.config()
         if config.threads:
             torch.set_num_threads(config.threads)
+        # [ddp/device] train on the configured device; data-parallel when a process group is
+        # up (torchrun: see deeprec.train.distributed).
+        device = resolve_device(config.device)
+        dist = current_context(device)
         torch.manual_seed(config.seed)
         data = OrientedData.from_dataset(dataset, config.orientation)
         if data.train.nnz == 0:
             raise DataError("cannot train on an empty training split")
-        self.module_ = build_model(config, data.train.shape[1])
+        self.module_ = build_model(config, data.train.shape[1]).to(device)
         self.rows_ = data.train
         trainer = Trainer(
             self.module_,
             config,
             data,
             rating_range=dataset.rating_range,
-            progress=self.verbose,
+            progress=self.verbose and (dist is None or dist.is_main),
             on_epoch_end=on_epoch_end,
+            dist=dist,
         )
         if checkpointer is not None:  # reliability (issue 8): checkpoints and --resume
             checkpointer.attach(trainer)
         result = trainer.fit()
+        self.module_ = self.module_.cpu()  # [device] a fitted estimator predicts/saves on CPU
         self.history_: list[EpochRecord] = result.history
         self.best_epoch_ = result.best_epoch
         self.best_valid_rmse_ = result.best_valid_rmse

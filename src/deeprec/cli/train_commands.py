@@ -40,27 +40,47 @@ def train(
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    device: Annotated[
+        str | None,
+        typer.Option(help="cpu, cuda or auto (CUDA when present); overrides the config's device."),
+    ] = None,
 ) -> None:
-    """Train a deep autoencoder; keep the best checkpoint by validation RMSE; report test RMSE."""
+    """Train a deep autoencoder; keep the best checkpoint by validation RMSE; report test RMSE.
+
+    Data-parallel under torchrun: `torchrun --nproc_per_node=N -m deeprec train ...`
+    (batch_size is the global batch; only rank 0 writes the run directory).
+    """
     from deeprec.errors import ConfigError
     from deeprec.train.config import TrainConfig
+    from deeprec.train.distributed import LaunchEnv, distributed_session
     from deeprec.train.run import resume_run, train_run
 
+    device_override = [f"device={device}"] if device else []
     if resume is not None:
         if out is not None or config is not None or overwrite:
             raise ConfigError("--resume RUN_DIR takes no --out, --config or --overwrite")
+        if LaunchEnv.from_env() is not None:
+            raise ConfigError("--resume runs single-process; it is not supported under torchrun")
         summary = resume_run(
-            resume, overrides=set_ or [], data_dir=data, progress=not quiet, echo=typer.echo
+            resume,
+            overrides=[*(set_ or []), *device_override],
+            data_dir=data,
+            progress=not quiet,
+            echo=typer.echo,
         )
-    else:
-        if data is None or out is None:
-            raise ConfigError("deeprec train needs --data and --out (or --resume RUN_DIR)")
-        cfg = TrainConfig.from_yaml(config) if config else TrainConfig()
-        cfg = cfg.with_overrides(set_ or [])
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    if data is None or out is None:
+        raise ConfigError("deeprec train needs --data and --out (or --resume RUN_DIR)")
+    cfg = TrainConfig.from_yaml(config) if config else TrainConfig()
+    cfg = cfg.with_overrides([*(set_ or []), *device_override])
+    with distributed_session(cfg.device) as dist:
+        main = dist is None or dist.is_main
         summary = train_run(
-            data, cfg, out, overwrite=overwrite, progress=not quiet, echo=typer.echo
+            data, cfg, out, overwrite=overwrite, progress=not quiet and main, echo=typer.echo
         )
-    typer.echo(json.dumps(summary, indent=2, default=str))
+    if main:
+        typer.echo(json.dumps(summary, indent=2, default=str))
 
 
 def _load_run_model(run: Path):

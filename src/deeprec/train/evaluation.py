@@ -14,14 +14,16 @@ from deeprec.model.autoencoder import AutoEncoder
 def predict_rows(
     model: AutoEncoder, train_rows: CSRMatrix, rows: np.ndarray, batch_size: int = 1024
 ) -> torch.Tensor:
-    """Dense outputs (len(rows), n_cols) for the given rows' training vectors, in eval mode."""
+    """Dense outputs (len(rows), n_cols) for the given rows' training vectors, in eval mode
+    (computed on the model's device, returned on CPU)."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     outputs = []
     try:
         for begin in range(0, rows.shape[0], batch_size):
-            x, _ = row_batch(train_rows, rows[begin : begin + batch_size]).dense()
-            outputs.append(model(x))
+            x, _ = row_batch(train_rows, rows[begin : begin + batch_size]).to(device).dense()
+            outputs.append(model(x).cpu())
     finally:
         model.train(was_training)
     if not outputs:
@@ -42,14 +44,15 @@ def evaluate_sse(
     rows = np.flatnonzero(eval_rows.row_lengths() > 0)
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     sse = sae = 0.0
     count = 0
     try:
         for begin in range(0, rows.shape[0], batch_size):
             chunk = rows[begin : begin + batch_size]
-            x, _ = row_batch(train_rows, chunk).dense()
+            x, _ = row_batch(train_rows, chunk).to(device).dense()
             out = model(x)
-            target = row_batch(eval_rows, chunk)
+            target = row_batch(eval_rows, chunk).to(device)
             pred = out[target.local, target.cols].double()
             if clip is not None:
                 pred = pred.clamp(clip[0], clip[1])

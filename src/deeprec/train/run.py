@@ -18,6 +18,7 @@ from deeprec.train.checkpoint import (
     writing,
 )
 from deeprec.train.config import TrainConfig
+from deeprec.train.distributed import is_main_process
 from deeprec.train.lock import RunLock
 from deeprec.train.run_dir import RunDir
 from deeprec.train.trainer import EpochRecord
@@ -25,6 +26,7 @@ from deeprec.train.trainer import EpochRecord
 # Options `--resume` may change: they do not alter what the remaining steps compute.
 RESUME_OVERRIDABLE = (
     "epochs",
+    "device",
     "early_stopping",
     "checkpoint_every_epochs",
     "checkpoint_every_batches",
@@ -50,6 +52,8 @@ def train_run(
     """
     dataset = PreparedDataset.load(data_dir)
     run = RunDir(out)
+    if not is_main_process():  # [ddp] other ranks train in step with rank 0, write nothing
+        return _train(run, dataset, config, None, progress=False, echo=lambda _: None, main=False)
     with RunLock(out):
         with writing(run.path, "run directory"):
             run.create(overwrite=overwrite)
@@ -123,11 +127,14 @@ def _train(
     *,
     progress: bool,
     echo: Callable[[str], None],
+    main: bool = True,
 ) -> dict[str, Any]:
     model = DeepRec.from_config(config, verbose=progress)
     started = time.perf_counter()
 
     def on_epoch_end(record: EpochRecord, improved: bool) -> None:
+        if not main:  # [ddp]
+            return
         with writing(run.metrics_path, "metrics"):
             run.append_metrics(record.to_dict())
         if improved:
@@ -142,8 +149,6 @@ def _train(
         )
 
     model.fit(dataset, on_epoch_end=on_epoch_end, checkpointer=checkpointer)
-    with writing(run.best, "best model", kept="the previous best model is intact"):
-        model.save(run.best)
     summary: dict[str, Any] = {
         "best_epoch": model.best_epoch_,
         "best_valid_rmse": model.best_valid_rmse_,
@@ -151,6 +156,10 @@ def _train(
         "train_seconds": time.perf_counter() - started,
         "architecture": model.module.architecture(),
     }
+    if not main:  # [ddp] the other ranks hold the same weights; rank 0 saves and scores
+        return summary
+    with writing(run.best, "best model", kept="the previous best model is intact"):
+        model.save(run.best)
     if len(dataset.test):
         summary["test"] = model.score(dataset, "test")
     with writing(run.path / "summary.json", "summary"):

@@ -23,6 +23,7 @@ from deeprec.data.sparse import CSRMatrix
 from deeprec.errors import TrainingError
 from deeprec.model.autoencoder import AutoEncoder
 from deeprec.train.config import TrainConfig
+from deeprec.train.distributed import DataParallel, DistContext, model_device
 from deeprec.train.evaluation import evaluate_sse
 from deeprec.train.optim import build_optimizer, build_scheduler
 from deeprec.train.step import StepResult, reference_step
@@ -96,6 +97,7 @@ class Trainer:
         progress: bool = False,
         on_epoch_end: EpochCallback | None = None,
         on_batch_end: BatchCallback | None = None,
+        dist: DistContext | None = None,
     ) -> None:
         self.model = model
         self.config = config
@@ -111,6 +113,11 @@ class Trainer:
         # --- reliability (issue 8): set by train.checkpoint.Checkpointer.attach() ---
         self.checkpointer: Any = None  # writes checkpoints at batch/epoch ends
         self.resume_state: Any = None  # a checkpoint's position and progress to continue from
+        # [ddp/device] batches go to the model's device; under torchrun, steps run through
+        # DDP on this rank's slice of each global batch (see train/distributed.py).
+        self.device = model_device(model)
+        self.ddp = DataParallel(model, dist, seed=config.seed) if dist is not None else None
+        self.step_model = self.ddp.module if self.ddp is not None else model
 
     def fit(self, start_epoch: int = 1) -> TrainResult:
         config = self.config
@@ -177,7 +184,15 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         start = time.perf_counter()
         sse, count = carry
-        batches = iter_row_batches(self.data.train, order, config.batch_size, start=start_batch)
+        if self.ddp is not None:  # [ddp] this rank's slice of every global batch
+            if start_batch:
+                raise TrainingError(
+                    "resuming in the middle of an epoch is not supported under torchrun; "
+                    "resume single-process or from an epoch-end checkpoint"
+                )
+            batches = self.ddp.batches(self.data.train, order, config.batch_size)
+        else:
+            batches = iter_row_batches(self.data.train, order, config.batch_size, start=start_batch)
         bar = tqdm(
             batches,
             total=n_batches,
@@ -188,8 +203,11 @@ class Trainer:
             leave=False,
         )
         for index, batch in enumerate(bar, start=start_batch):
+            if self.ddp is not None:  # [ddp] arm this slice's loss weights
+                self.ddp.begin_step(batch)
+            batch = batch.to(self.device)  # [device]
             step = reference_step(
-                self.model,
+                self.step_model,
                 self.optimizer,
                 batch,
                 refeed_steps=config.refeed_steps,
@@ -206,13 +224,16 @@ class Trainer:
                 self.on_batch_end(epoch, index, step)
             if self.checkpointer is not None and index + 1 < n_batches:  # reliability
                 self.checkpointer.batch_end(self, epoch, index + 1, sse, count)
+        if self.ddp is not None:  # [ddp] replicas still agree; train RMSE over all ranks
+            sse, count = self.ddp.end_epoch(sse, count)
         if self.scheduler is not None:
             self.scheduler.step()
         epoch_seconds = time.perf_counter() - start
         valid_rmse = valid_mae = None
         eval_start = time.perf_counter()
         if has_valid:
-            v_sse, v_sae, v_n = evaluate_sse(
+            evaluate = self.ddp.evaluate_sse if self.ddp is not None else evaluate_sse  # [ddp]
+            v_sse, v_sae, v_n = evaluate(
                 self.model,
                 self.data.train,
                 self.data.valid,
