@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from deeprec.data.batching import epoch_order, iter_row_batches
+from deeprec.data.batching import epoch_order, iter_row_batches, prefetch
 from deeprec.data.dataset import PreparedDataset
 from deeprec.data.sparse import CSRMatrix
 from deeprec.errors import TrainingError
@@ -25,7 +25,7 @@ from deeprec.model.autoencoder import AutoEncoder
 from deeprec.train.config import TrainConfig
 from deeprec.train.evaluation import evaluate_sse
 from deeprec.train.optim import build_optimizer, build_scheduler
-from deeprec.train.step import reference_step
+from deeprec.train.step import make_step
 
 
 @dataclass
@@ -102,6 +102,7 @@ class Trainer:
         self.on_epoch_end = on_epoch_end
         self.optimizer = build_optimizer(model.parameters(), config)
         self.scheduler = build_scheduler(self.optimizer, config)
+        self.step = make_step(model, self.optimizer, config)  # compute/precision dispatch
         self.best_state: dict[str, torch.Tensor] | None = None
         self.train_rows = np.flatnonzero(data.train.row_lengths() > 0)
 
@@ -144,7 +145,11 @@ class Trainer:
         start = time.perf_counter()
         sse = 0.0
         count = 0
-        batches = iter_row_batches(self.data.train, order, config.batch_size)
+        batches = prefetch(
+            iter_row_batches(
+                self.data.train, order, config.batch_size, prepare=config.compute == "fast"
+            )
+        )
         bar = tqdm(
             batches,
             total=n_batches,
@@ -154,13 +159,7 @@ class Trainer:
             leave=False,
         )
         for index, batch in enumerate(bar):
-            step = reference_step(
-                self.model,
-                self.optimizer,
-                batch,
-                refeed_steps=config.refeed_steps,
-                input_dropout=config.input_dropout,
-            )
+            step = self.step(batch)
             if not math.isfinite(step.loss):
                 raise TrainingError(
                     f"loss became {step.loss} at epoch {epoch}, batch {index + 1}/{n_batches}; "
