@@ -179,6 +179,7 @@ class Trainer:
                 self.data.valid,
                 batch_size=config.eval_batch_size,
                 clip=self.rating_range,
+                compute=config.compute,
             )
             valid_rmse = math.sqrt(v_sse / v_n)
             valid_mae = v_sae / v_n
