@@ -48,7 +48,7 @@ def make_trainer(config: TrainConfig, data: OrientedData, n_items: int) -> Train
     return Trainer(model, config, data, rating_range=(1.0, 5.0))
 
 
-def train_interleaved(trainers: dict[str, Trainer], epochs: int) -> dict[str, list]:
+def train_interleaved(trainers: dict[str, Trainer], epochs: int, threads: int) -> dict[str, list]:
     """Epoch e of every configuration before epoch e+1 of any (order reversed every other
     epoch), so load from other work on the shared machine hits all configurations alike."""
     history: dict[str, list] = {name: [] for name in trainers}
@@ -56,8 +56,10 @@ def train_interleaved(trainers: dict[str, Trainer], epochs: int) -> dict[str, li
     for epoch in range(1, epochs + 1):
         for name in names if epoch % 2 else reversed(names):
             torch.manual_seed(epoch)  # same dropout draws for every configuration
+            torch.set_num_threads(trainers[name].config.threads or threads)
             print(f"epoch {epoch} {name}", file=sys.stderr, flush=True)
             history[name].append(trainers[name]._run_epoch(epoch, True))
+    torch.set_num_threads(threads)
     return history
 
 
@@ -174,8 +176,16 @@ def main() -> None:
         precision="bf16",
         seed=1,
     )
+    # rounding-noise control: the reference itself with another thread count (other GEMM
+    # blocking, so other float32 rounding); its RMSE gap to the reference is the noise floor
+    control = configs["reference-fp32-refeed1"].to_dict()
+    control["threads"] = 1 if args.threads != 1 else 2
+    configs["control-reference-fp32-refeed1-other-threads"] = TrainConfig(**control)
+    control0 = configs["reference-fp32-refeed0"].to_dict()
+    control0["threads"] = control["threads"]
+    configs["control-reference-fp32-refeed0-other-threads"] = TrainConfig(**control0)
     trainers = {name: make_trainer(c, data, n_items) for name, c in configs.items()}
-    history = train_interleaved(trainers, args.epochs)
+    history = train_interleaved(trainers, args.epochs, args.threads)
     runs: dict = {}
     n_rows = np.count_nonzero(train.row_lengths())
     for name, trainer in trainers.items():
@@ -244,6 +254,20 @@ def main() -> None:
             "valid_rmse_last"
         ]
         - runs["reference-fp32-refeed1"]["valid_rmse_last"],
+        "control_rmse_noise_floor_refeed0 (reference, other thread count)": runs[
+            "control-reference-fp32-refeed0-other-threads"
+        ]["valid_rmse_last"]
+        - runs["reference-fp32-refeed0"]["valid_rmse_last"],
+        "control_rmse_noise_floor_refeed1 (reference, other thread count)": runs[
+            "control-reference-fp32-refeed1-other-threads"
+        ]["valid_rmse_last"]
+        - runs["reference-fp32-refeed1"]["valid_rmse_last"],
+        "valid_rmse_bf16_minus_fp32_refeed1": runs["fast-bf16-refeed1"]["valid_rmse_last"]
+        - runs["fast-fp32-refeed1"]["valid_rmse_last"],
+        "valid_rmse_batch512_lr4x_minus_batch128_bf16": runs["fast-bf16-refeed0-batch512-lr4x"][
+            "valid_rmse_last"
+        ]
+        - runs["fast-bf16-refeed0"]["valid_rmse_last"],
         "valid_rmse_bf16_minus_fp32_refeed0": runs["fast-bf16-refeed0"]["valid_rmse_last"]
         - runs["fast-fp32-refeed0"]["valid_rmse_last"],
         "batch_building_fraction_of_step (<0.05)": report["batch_building"]["fraction_of_step"],
