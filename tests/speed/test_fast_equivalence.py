@@ -165,3 +165,24 @@ def test_optimizer_state_matches_reference_layout(optimizer: str) -> None:
     step_fresh(batch)
     for p_a, p_b in zip(fast.parameters(), fresh.parameters(), strict=True):
         torch.testing.assert_close(p_b.detach(), p_a.detach(), rtol=0, atol=0)
+
+
+def test_before_update_hook_sees_every_gradient_contiguous() -> None:
+    """The hook a distributed wrapper uses to all-reduce hand-computed gradients."""
+    _, fast = make_models(True)
+    opt = torch.optim.SGD(fast.parameters(), lr=0.1)
+    step = FastStep(fast, opt, refeed_steps=1, output_strategy="dense")
+    seen = []
+
+    def hook(params):
+        assert all(p.grad is not None and p.grad.is_contiguous() for p in params)
+        seen.append(len(params))
+        for p in params:
+            p.grad.zero_()  # what the optimizer then applies
+
+    step.before_update = hook
+    before = [p.detach().clone() for p in fast.parameters()]
+    step(row_batch(random_matrix(7), np.arange(6)))
+    assert seen == [len(list(fast.parameters()))] * 2  # sparse pass + one re-feed pass
+    for p, b in zip(fast.parameters(), before, strict=True):
+        assert torch.equal(p.detach(), b)

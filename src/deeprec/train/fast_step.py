@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -171,6 +171,14 @@ class FastNet:
     def _uses_storage_rows(self, layer: _Layer) -> bool:
         """True when the (out, in) matrix is its contiguous storage (rows = output units)."""
         return self.stored_t(layer.param) == layer.transposed
+
+    def parameters(self) -> list[nn.Parameter]:
+        """Every trained parameter, each once (tied weights included once)."""
+        seen = {}
+        for layer in self.layers:
+            seen.setdefault(id(layer.param), layer.param)
+            seen.setdefault(id(layer.bias), layer.bias)
+        return list(seen.values())
 
     def out_width(self) -> int:
         """Width of the output layer's input (the last decoder hidden size)."""
@@ -580,11 +588,16 @@ class FastStep:
         self.planner = Planner(
             self.net, refeed=refeed_steps > 0, output=output_strategy, inputs=input_strategy
         )
-        self.timings: dict[str, float] | None = None  # filled when profile=True
+        # Called with every parameter's gradient set (all contiguous) right before each
+        # optimizer step: the place for a distributed all-reduce. The fast path computes
+        # gradients by hand, so DDP's autograd hooks never fire.
+        self.before_update: Callable[[list[nn.Parameter]], None] | None = None
 
     def _update(self) -> None:
         self.net.publish_grads()
         with self.net.optimizer_layout():
+            if self.before_update is not None:
+                self.before_update(self.net.parameters())
             self.optimizer.step()
         self.net.refresh()
 
