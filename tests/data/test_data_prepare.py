@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from datahelpers import tree_digest
+from .datahelpers import tree_digest
 
 from deeprec.data.dataset import PreparedDataset
 from deeprec.data.prepare import prepare_dataset

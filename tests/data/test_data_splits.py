@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import polars as pl
 import pytest
-from datahelpers import write_netflix_tree
+from .datahelpers import write_netflix_tree
 
 from deeprec.data.prepare import prepare_dataset
 from deeprec.data.splits import parse_split

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from datahelpers import tree_digest
+from .datahelpers import tree_digest
 
 from deeprec.data.prepare import prepare_dataset
 from deeprec.data.readers import read_ratings, resolve_files

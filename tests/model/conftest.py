@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from model_data import split_frame, synthetic_frame
+from .model_data import split_frame, synthetic_frame
 
 from deeprec.data.dataset import PreparedDataset
 

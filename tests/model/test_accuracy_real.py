@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from model_data import shared_file
+from .model_data import shared_file
 
 from deeprec.data.prepare import prepare_dataset
 from deeprec.estimator import DeepRec
