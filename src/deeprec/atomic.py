@@ -73,11 +73,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+def atomic_directory(
+    path: str | Path, *, overwrite: bool = False, fsync: bool = True
+) -> Iterator[Path]:
     """Yield an empty temporary directory; on success it replaces `path` in one rename.
 
     If `path` exists and `overwrite` is false, FileExistsError is raised before any work.
     On failure the temporary directory is deleted and nothing is left behind.
+    `fsync=False` skips the per-file fsync (for many regenerable files, e.g. synthetic data).
     """
     target = Path(path)
     if target.exists() and not overwrite:
@@ -86,7 +89,7 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
-        for root, _dirs, files in os.walk(tmp):
+        for root, _dirs, files in os.walk(tmp) if fsync else ():
             for name in files:
                 with open(os.path.join(root, name), "rb") as handle:
                     os.fsync(handle.fileno())

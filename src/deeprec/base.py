@@ -31,6 +31,9 @@ MODEL_FORMAT_VERSION = 1
 # class name -> module; load_model() imports only these.
 KNOWN_MODELS: dict[str, str] = {
     "DeepRec": "deeprec.estimator",
+    "BiasOnly": "deeprec.baselines.bias",
+    "BiasedMF": "deeprec.baselines.mf",
+    "AutoRec": "deeprec.baselines.autorec",
 }
 
 

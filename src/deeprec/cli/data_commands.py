@@ -92,8 +92,8 @@ def prepare(
 ) -> None:
     """Read rating files, split them, and write a prepared dataset (prints Table-1 statistics).
 
-    Duplicate (user, item) ratings keep the latest one (by timestamp, else the last in the
-    file); their count is reported and stored in meta.json. Output is written atomically.
+    Duplicate (user, item) ratings keep the latest one (by timestamp, else the last in file).
+    Their count is reported and stored in meta.json. Output is written atomically.
     """
     from deeprec.data.prepare import format_table1, prepare_dataset
 
@@ -122,7 +122,10 @@ def synth(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
     preset: Annotated[
         str,
-        typer.Option(help="Size preset: tiny (~50k ratings), small (~1M) or netflix (full size)."),
+        typer.Option(
+            help="Size preset (users/items/ratings): tiny 2k/500/50k, small 10k/2k/1M, "
+            "medium 100k/8k/10M, netflix 480,189/17,770/100,480,507."
+        ),
     ] = "small",
     users: Annotated[
         int | None, typer.Option(help="Number of users (overrides the preset).")

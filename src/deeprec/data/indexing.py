@@ -26,12 +26,14 @@ def factorize(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
         if n == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int32)
         lo, hi = int(values.min()), int(values.max())
-        if hi - lo + 1 <= max(4 * n, 1 << 22):
-            present = np.zeros(hi - lo + 1, dtype=bool)
-            present[values - lo] = True
-            ids = np.flatnonzero(present).astype(np.int64) + lo
-            remap = np.cumsum(present, dtype=np.int64).astype(np.int32) - 1
-            return ids, remap[values - lo]
+        base = min(lo, 0)  # non-negative ids index the table directly (no shifted copy)
+        if hi - base + 1 <= max(4 * n, 1 << 22):
+            present = np.zeros(hi - base + 1, dtype=bool)
+            shifted = values if base == 0 else values - base
+            present[shifted] = True
+            ids = np.flatnonzero(present).astype(np.int64) + base
+            remap = (np.cumsum(present, dtype=np.int64) - 1).astype(np.int32)
+            return ids, remap[shifted]
         ids = np.unique(values)
         return ids, np.searchsorted(ids, values).astype(np.int32)
     text = series.cast(pl.String)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from deeprec.data.dataset import FORMAT_VERSION, PreparedDataset, Split, split_arrays
-from deeprec.data.indexing import EXCLUDED, VALID, Columns, distinct
+from deeprec.data.indexing import Columns, distinct
 from deeprec.data.readers import FORMATS, guess_format, read_ratings, resolve_files
 from deeprec.data.readers._io import sha256_file
 from deeprec.data.readers.convert import SPLIT
@@ -166,13 +167,28 @@ def _given_labels(
 
 
 def _deduplicate(cols: Columns, group: np.ndarray | None) -> tuple[Columns, int, str]:
-    """Keep the latest rating of each (user, item) pair (within each given file)."""
+    """Keep the latest rating of each (user, item) pair (within each given file).
+
+    The check hashes the pairs in slices of the item range, so its memory stays small
+    even for 100M ratings; only when duplicates exist is anything sorted.
+    """
     n = len(cols)
-    key = cols.users.astype(np.int64) * np.int64(max(cols.item_ids.shape[0], 1)) + cols.items
+    n_items = max(cols.item_ids.shape[0], 1)
+    slices = max(1, n // 16_000_000)
+    edges = np.linspace(0, n_items, slices + 1).astype(np.int64)
+    distinct_pairs = 0
+    for lo, hi in itertools.pairwise(edges):
+        rows = (cols.items >= lo) & (cols.items < hi) if slices > 1 else slice(None)
+        key = cols.users[rows].astype(np.int64) * n_items + cols.items[rows]
+        if group is not None:
+            key = key * 4 + group[rows]
+        distinct_pairs += pl.Series(key).n_unique()
+        del key
+    if distinct_pairs == n:
+        return cols, 0, ""
+    key = cols.users.astype(np.int64) * n_items + cols.items
     if group is not None:
         key = key * 4 + group
-    if pl.Series(key).n_unique() == n:
-        return cols, 0, ""
     rows = np.arange(n, dtype=np.int64)
     order = np.lexsort((rows, cols.timestamps if cols.timestamps is not None else rows, key))
     ordered = key[order]
@@ -181,7 +197,10 @@ def _deduplicate(cols: Columns, group: np.ndarray | None) -> tuple[Columns, int,
     keep = np.zeros(n, dtype=bool)
     keep[order[last]] = True
     first_dup = int(order[np.flatnonzero(~last)[0]])
-    example = f"user {cols.user_ids[cols.users[first_dup]]!s}, item {cols.item_ids[cols.items[first_dup]]!s}"
+    example = (
+        f"user {cols.user_ids[cols.users[first_dup]]!s}, "
+        f"item {cols.item_ids[cols.items[first_dup]]!s}"
+    )
     if group is not None:
         cols.labels = group
     return cols.take(keep), int(n - keep.sum()), example
@@ -350,4 +369,4 @@ def format_table1(meta: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["EXCLUDED", "VALID", "format_table1", "prepare_dataset", "split_stats"]
+__all__ = ["format_table1", "prepare_dataset", "split_stats"]

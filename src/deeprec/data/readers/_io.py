@@ -60,68 +60,50 @@ def sha256_file(path: Path) -> str:
 
 
 @dataclass(frozen=True)
-class Segment:
-    """Where a file's lines sit inside a chunk: chunk line `start` is the file's line `first_line`."""
+class Piece:
+    """Whole lines of one file: `data` starts at the file's 1-based line `first_line`."""
 
     path: Path
-    start: int
+    data: bytes | memoryview
     first_line: int
-
-
-@dataclass
-class Chunk:
-    """Bytes of whole lines from one or more files, with the map back to file and line."""
-
-    data: bytes
-    segments: list[Segment]
-
-    def locate(self, chunk_line: int) -> tuple[Path, int]:
-        """(file, 1-based line number) of the 0-based line `chunk_line` in this chunk."""
-        starts = [s.start for s in self.segments]
-        k = int(np.searchsorted(np.asarray(starts), chunk_line, side="right")) - 1
-        seg = self.segments[max(k, 0)]
-        return seg.path, seg.first_line + (chunk_line - seg.start)
 
 
 def _ensure_newline(data: bytes) -> bytes:
     return data if not data or data.endswith(b"\n") else data + b"\n"
 
 
-def iter_chunks(paths: Iterable[Path], chunk_bytes: int = CHUNK_BYTES) -> Iterator[Chunk]:
-    """Concatenate files into chunks of whole lines, about `chunk_bytes` each.
+def iter_chunks(paths: Iterable[Path], chunk_bytes: int | None = None) -> Iterator[list[Piece]]:
+    """Group files into chunks of whole lines, about `chunk_bytes` each (no copying).
 
     Small files (Netflix mv_*.txt) are batched together; big files are cut at line ends.
     """
-    parts: list[bytes] = []
-    segments: list[Segment] = []
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
+    pieces: list[Piece] = []
     size = 0
-    lines = 0
     for path in paths:
         data = _ensure_newline(read_bytes(path))
+        view = memoryview(data)
         offset = 0
         line_no = 1
         while offset < len(data):
             room = max(chunk_bytes - size, 1)
-            end = (
-                len(data)
-                if len(data) - offset <= room
-                else data.rfind(b"\n", offset, offset + room) + 1
-            )
-            if end <= offset:  # one line longer than the room left: take up to its end
-                end = data.find(b"\n", offset + room) + 1 or len(data)
-            piece = data[offset:end] if (offset or end < len(data)) else data
-            n_lines = piece.count(b"\n")
-            segments.append(Segment(path, lines, line_no))
-            parts.append(piece)
-            size += len(piece)
-            lines += n_lines
-            line_no += n_lines
+            if len(data) - offset <= room:
+                end = len(data)
+            else:
+                end = data.rfind(b"\n", offset, offset + room) + 1
+                if end <= offset:  # one line longer than the room left: take up to its end
+                    end = data.find(b"\n", offset + room) + 1 or len(data)
+            whole = offset == 0 and end == len(data)
+            pieces.append(Piece(path, data if whole else view[offset:end], line_no))
+            size += end - offset
+            if end < len(data):
+                line_no += data.count(b"\n", offset, end)
             offset = end
             if size >= chunk_bytes:
-                yield Chunk(b"".join(parts), segments)
-                parts, segments, size, lines = [], [], 0, 0
-    if parts:
-        yield Chunk(b"".join(parts), segments)
+                yield pieces
+                pieces, size = [], 0
+    if pieces:
+        yield pieces
 
 
 def read_lines(data: bytes) -> pl.Series:

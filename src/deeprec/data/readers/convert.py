@@ -69,6 +69,8 @@ def ratings(
         series = series.cast(pl.Float32, strict=False)
     row = first_true(series.is_null() | ~series.is_finite())
     if row is not None:
+        if raw[row] is None:
+            raise where.fail(row, "rating is missing", field)
         raise where.fail(row, f"rating {raw[row]!r} is not a number", field)
     if scale is not None:
         row = first_true((series < scale[0]) | (series > scale[1]))
@@ -100,6 +102,8 @@ def timestamps(series: pl.Series, where: Where, field: str) -> pl.Series:
             out = _parse_dates(text)
     row = first_true(out.is_null())
     if row is not None:
+        if series[row] is None:
+            raise where.fail(row, "timestamp is missing", field)
         raise where.fail(row, f"timestamp {series[row]!r} is not a date or a number", field)
     return out.alias(TIMESTAMP)
 
@@ -126,13 +130,26 @@ def canonical(
     scale: tuple[float, float] | None,
 ) -> pl.DataFrame:
     """Canonical table from `frame` whose columns are named by `mapping` (canonical -> own)."""
-    columns = [
-        ids(frame.get_column(mapping[USER]), where, mapping[USER]).alias(USER),
-        ids(frame.get_column(mapping[ITEM]), where, mapping[ITEM]).alias(ITEM),
-        ratings(frame.get_column(mapping[RATING]), where, mapping[RATING], scale),
+    jobs = [
+        (USER, lambda: ids(frame.get_column(mapping[USER]), where, mapping[USER]).alias(USER)),
+        (ITEM, lambda: ids(frame.get_column(mapping[ITEM]), where, mapping[ITEM]).alias(ITEM)),
+        (RATING, lambda: ratings(frame.get_column(mapping[RATING]), where, mapping[RATING], scale)),
     ]
     if mapping.get(TIMESTAMP):
-        columns.append(timestamps(frame.get_column(mapping[TIMESTAMP]), where, mapping[TIMESTAMP]))
+        jobs.append(
+            (
+                TIMESTAMP,
+                lambda: timestamps(frame.get_column(mapping[TIMESTAMP]), where, mapping[TIMESTAMP]),
+            )
+        )
+    columns, errors = [], []
+    for _, job in jobs:
+        try:
+            columns.append(job())
+        except DataError as exc:
+            errors.append(exc)
+    if errors:  # report the earliest bad line, whichever column it is in
+        raise min(errors, key=lambda e: (e.line if e.line is not None else 0, e.reason))
     if mapping.get(SPLIT):
         column = (
             frame.get_column(mapping[SPLIT]).cast(pl.String).str.strip_chars().str.to_lowercase()

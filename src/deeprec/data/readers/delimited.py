@@ -83,6 +83,12 @@ def read_delimited(
     header = separator.join(safe).encode() + b"\n"
     where = convert.Where(path, line_offset)
     own = {key: safe[pos] for key, pos in positions.items()}
+    # Errors name the file's own column (header name), else the canonical name.
+    shown = {key: (names[pos] if has_header else key) for key, pos in positions.items()}
+    if len(set(shown.values())) < len(shown):
+        shown = {key: f"{key} (column {pos + 1})" for key, pos in positions.items()}
+    rename = {own[key]: shown[key] for key in own}
+    display = {key: shown[key] for key in own}
     if typed:
         schema = {name: pl.String for name in safe}
         schema[own[USER]] = pl.Int64
@@ -94,7 +100,7 @@ def read_delimited(
             frame = _read(header + body, separator, schema, quote_char)
             nulls = frame.select([pl.col(c).is_null() for c in own.values()])
             if not nulls.select(pl.any_horizontal(pl.all())).to_series().any():
-                return convert.canonical(frame, own, where, scale)
+                return convert.canonical(frame.rename(rename), display, where, scale)
         except pl.exceptions.PolarsError:
             pass
     try:
@@ -104,7 +110,7 @@ def read_delimited(
         raise DataError(f"cannot parse ({str(exc).splitlines()[0]})", path=path) from exc
     if frame.height == 0:
         raise DataError("no ratings found", path=path)
-    return convert.canonical(frame, own, where, scale)
+    return convert.canonical(frame.rename(rename), display, where, scale)
 
 
 def _read(data: bytes, separator: str, schema: dict, quote_char: str | None) -> pl.DataFrame:
