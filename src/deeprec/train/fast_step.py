@@ -86,6 +86,9 @@ def use_input_major_first_layer(model: AutoEncoder) -> None:
 
 def _contiguous_state_dict(module, state_dict, prefix, local_metadata):
     for key, value in state_dict.items():
+        # keep_vars=True callers (jit tracing, ONNX export) want the live Parameters: leave them.
+        if isinstance(value, nn.Parameter):
+            continue
         if isinstance(value, torch.Tensor) and not value.is_contiguous():
             state_dict[key] = value.contiguous()
     return state_dict
