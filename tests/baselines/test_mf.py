@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from baseline_synthetic import low_rank_ratings, single_torch_thread  # noqa: F401
+from .baseline_synthetic import low_rank_ratings, single_torch_thread  # noqa: F401
 
 from deeprec.baselines import BiasedMF, BiasOnly
 

@@ -13,7 +13,13 @@ import typer
 
 from deeprec.errors import DeepRecError
 
-COMMAND_MODULES = ("deeprec.cli.data_commands",)
+COMMAND_MODULES = (
+    "deeprec.cli.data_commands",
+    "deeprec.cli.train_commands",
+    "deeprec.cli.quickstart_commands",
+    "deeprec.cli.serve_commands",
+    "deeprec.cli.experiment_commands",
+)
 
 app = typer.Typer(
     name="deeprec",

@@ -1,0 +1,146 @@
+"""`deeprec train`, `deeprec evaluate`, `deeprec predict`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deeprec.errors import CheckpointError, DataError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("evaluate")(evaluate)
+    app.command("predict")(predict)
+
+
+def train(
+    data: Annotated[
+        Path | None, typer.Option(help="Prepared dataset directory (from `deeprec prepare`).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory to create (config, metrics, models).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML config (see configs/); defaults when omitted.")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override one option, key=value (YAML value); repeatable."),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Reuse a non-empty run directory.")] = False,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Continue this run directory from its last checkpoint (same data order, "
+            "bit-identical result); --set may change epochs and checkpoint_* only."
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    device: Annotated[
+        str | None,
+        typer.Option(help="cpu, cuda or auto (CUDA when present); overrides the config's device."),
+    ] = None,
+) -> None:
+    """Train a deep autoencoder; keep the best checkpoint by validation RMSE; report test RMSE.
+
+    Data-parallel under torchrun: `torchrun --nproc_per_node=N -m deeprec train ...`
+    (batch_size is the global batch; only rank 0 writes the run directory).
+    """
+    from deeprec.errors import ConfigError
+    from deeprec.train.config import TrainConfig
+    from deeprec.train.distributed import LaunchEnv, distributed_session
+    from deeprec.train.run import resume_run, train_run
+
+    device_override = [f"device={device}"] if device else []
+    if resume is not None:
+        if out is not None or config is not None or overwrite:
+            raise ConfigError("--resume RUN_DIR takes no --out, --config or --overwrite")
+        if LaunchEnv.from_env() is not None:
+            raise ConfigError("--resume runs single-process; it is not supported under torchrun")
+        summary = resume_run(
+            resume,
+            overrides=[*(set_ or []), *device_override],
+            data_dir=data,
+            progress=not quiet,
+            echo=typer.echo,
+        )
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    if data is None or out is None:
+        raise ConfigError("deeprec train needs --data and --out (or --resume RUN_DIR)")
+    cfg = TrainConfig.from_yaml(config) if config else TrainConfig()
+    cfg = cfg.with_overrides([*(set_ or []), *device_override])
+    with distributed_session(cfg.device) as dist:
+        main = dist is None or dist.is_main
+        summary = train_run(
+            data, cfg, out, overwrite=overwrite, progress=not quiet and main, echo=typer.echo
+        )
+    if main:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+
+
+def _load_run_model(run: Path):
+    from deeprec.base import load_model
+    from deeprec.safe_files import refuse_pickle
+    from deeprec.train.run_dir import RunDir
+
+    refuse_pickle(run, what="run directory or model")
+    best = RunDir(run).best
+    if not best.exists():
+        raise CheckpointError(f"{run} has no best/ model: is it a finished deeprec run directory?")
+    return load_model(best)
+
+
+def evaluate(
+    run: Annotated[Path, typer.Option(help="Run directory from `deeprec train`.")],
+    split: Annotated[str, typer.Option(help="train, valid or test.")] = "test",
+    data: Annotated[
+        Path | None, typer.Option(help="Prepared dataset; defaults to the one the run used.")
+    ] = None,
+) -> None:
+    """Print one JSON object with rmse, mae and n of the run's best model on a split."""
+    from deeprec.data.dataset import PreparedDataset
+    from deeprec.train.run_dir import RunDir
+
+    model = _load_run_model(run)
+    data_dir = data or Path(RunDir(run).read_json("dataset.json")["path"])
+    dataset = PreparedDataset.load(data_dir)
+    if len(dataset.split(split)) == 0:
+        raise DataError(f"split {split!r} of {data_dir} is empty")
+    typer.echo(json.dumps({"split": split, **model.score(dataset, split)}))
+
+
+def predict(
+    run: Annotated[Path, typer.Option(help="Run directory from `deeprec train`.")],
+    pairs: Annotated[Path, typer.Option(help="CSV with header: user,item[,rating] (raw ids).")],
+    out: Annotated[Path, typer.Option(help="Output CSV: user,item,prediction[,rating].")],
+) -> None:
+    """Predict ratings for (user, item) pairs in raw ids; unknown ids get the training mean."""
+    import polars as pl
+
+    from deeprec.atomic import atomic_path
+
+    model = _load_run_model(run)
+    if not pairs.is_file():
+        raise DataError("file not found", path=pairs)
+    try:
+        frame = pl.read_csv(pairs, infer_schema_length=10000)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise DataError(f"cannot read CSV ({exc})", path=pairs) from None
+    for column in ("user", "item"):
+        if column not in frame.columns:
+            raise DataError(f"missing column {column!r} (have {frame.columns})", path=pairs)
+    users = frame.get_column("user").to_numpy()
+    items = frame.get_column("item").to_numpy()
+    result = frame.select("user", "item").with_columns(
+        pl.Series("prediction", model.predict(users, items))
+    )
+    if "rating" in frame.columns:
+        result = result.with_columns(frame.get_column("rating"))
+    with atomic_path(out) as tmp:
+        result.write_csv(tmp)
+    typer.echo(f"wrote {result.height} predictions to {out}")

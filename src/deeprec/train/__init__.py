@@ -1,0 +1,1 @@
+"""Training: configuration, loss, the trainer loop, run directories and checkpoints."""

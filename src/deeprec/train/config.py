@@ -1,0 +1,206 @@
+"""Training configuration: one flat set of keys shared by YAML files, `--set` and `DeepRec(...)`.
+
+Unknown keys and values of the wrong type are errors (ConfigError), never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deeprec.errors import ConfigError
+from deeprec.model.activations import ACTIVATIONS
+from deeprec.model.autoencoder import DROPOUT_PLACEMENTS
+
+OPTIMIZERS = ("sgd", "adam", "adagrad", "rmsprop")
+SCHEDULES = ("none", "multistep")
+ORIENTATIONS = ("user", "item")
+
+
+@dataclass
+class TrainConfig:
+    """Every hyper-parameter of a DeepRec training.
+
+    The defaults are a user-based model (the paper's orientation: it scales to Netflix-sized
+    item counts and can fold in new users), chosen by validation RMSE on ML-100K u1 and the
+    ML-1M subset's time split (docs/results/model-tuning.md): L2 on the weights
+    (weight_decay 0.01) was the largest gain. On small MovieLens-sized sets the item-based
+    presets (configs/ml-100k.yaml, ml-1m.yaml) are clearly better.
+    """
+
+    # architecture
+    hidden: list[int] = field(default_factory=lambda: [256, 256])
+    activation: str = "selu"
+    last_activation: str = "identity"
+    dropout: float = 0.5
+    dropout_placement: str = "code"
+    constrained: bool = False
+    orientation: str = "user"
+    # training procedure
+    refeed_steps: int = 0
+    input_dropout: float = 0.0
+    optimizer: str = "adam"
+    lr: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 0.01
+    decay_biases: bool = False  # weight_decay on biases too (the reference code's behaviour)
+    batch_size: int = 128
+    epochs: int = 50
+    lr_schedule: str = "none"
+    lr_milestones: list[int] = field(default_factory=lambda: [24, 36, 48, 66, 72])
+    lr_gamma: float = 0.5
+    early_stopping: int = 0  # patience in epochs without validation improvement; 0 = off
+    seed: int = 42
+    # execution
+    compute: str = "fast"
+    precision: str = "fp32"
+    device: str = "cpu"
+    eval_batch_size: int = 1024
+    threads: int = 0  # 0 = leave torch's default
+    # checkpoints for --resume (RUN/checkpoints/; see train/checkpoint.py); 0 = off
+    checkpoint_every_epochs: int = 1
+    checkpoint_every_batches: int = 0  # mid-epoch checkpoints every N batches
+    checkpoint_every_minutes: float = 0.0  # also whenever this much time has passed
+    checkpoint_keep: int = 2  # newest checkpoint files kept (older ones are deleted)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ---------------------------------------------------------------- checks
+    def validate(self) -> None:
+        _expect(
+            isinstance(self.hidden, (list, tuple)) and len(self.hidden) > 0,
+            "hidden",
+            "must be a non-empty list of layer sizes, e.g. [512, 512, 1024]",
+        )
+        self.hidden = [int(_int("hidden", h)) for h in self.hidden]
+        _expect(all(h > 0 for h in self.hidden), "hidden", "layer sizes must be positive")
+        for key in ("activation", "last_activation"):
+            _choice(key, getattr(self, key), tuple(ACTIVATIONS))
+        _choice("dropout_placement", self.dropout_placement, DROPOUT_PLACEMENTS)
+        _choice("orientation", self.orientation, ORIENTATIONS)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("lr_schedule", self.lr_schedule, SCHEDULES)
+        _choice("compute", self.compute, ("fast", "reference"))
+        _choice("precision", self.precision, ("fp32", "bf16"))
+        _choice("device", self.device, ("cpu", "cuda", "auto"))
+        for key in ("dropout", "input_dropout"):
+            value = _float(key, getattr(self, key))
+            _expect(0.0 <= value < 1.0, key, f"must be in [0, 1), got {value}")
+            setattr(self, key, value)
+        for key in ("lr", "momentum", "weight_decay", "lr_gamma"):
+            value = _float(key, getattr(self, key))
+            _expect(value >= 0.0, key, f"must be >= 0, got {value}")
+            setattr(self, key, value)
+        _expect(self.lr > 0, "lr", "must be > 0")
+        for key in (
+            "refeed_steps",
+            "batch_size",
+            "epochs",
+            "early_stopping",
+            "seed",
+            "eval_batch_size",
+            "threads",
+            "checkpoint_every_epochs",
+            "checkpoint_every_batches",
+            "checkpoint_keep",
+        ):
+            setattr(self, key, _int(key, getattr(self, key)))
+        _expect(self.batch_size >= 1, "batch_size", "must be >= 1")
+        _expect(self.eval_batch_size >= 1, "eval_batch_size", "must be >= 1")
+        _expect(self.epochs >= 1, "epochs", "must be >= 1")
+        _expect(self.refeed_steps >= 0, "refeed_steps", "must be >= 0")
+        for key in ("constrained", "decay_biases"):
+            _expect(isinstance(getattr(self, key), bool), key, "must be true or false")
+        self.lr_milestones = [_int("lr_milestones", m) for m in self.lr_milestones]
+        for key in ("checkpoint_every_epochs", "checkpoint_every_batches"):
+            _expect(getattr(self, key) >= 0, key, "must be >= 0 (0 = off)")
+        self.checkpoint_every_minutes = _float(
+            "checkpoint_every_minutes", self.checkpoint_every_minutes
+        )
+        _expect(self.checkpoint_every_minutes >= 0, "checkpoint_every_minutes", "must be >= 0")
+        _expect(self.checkpoint_keep >= 1, "checkpoint_keep", "must be >= 1")
+
+    # ------------------------------------------------------------ conversion
+    @classmethod
+    def option_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> TrainConfig:
+        unknown = sorted(set(values) - set(cls.option_names()))
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown option(s) {', '.join(unknown)}; "
+                f"known options: {', '.join(cls.option_names())}"
+            )
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        return cls.from_dict(read_yaml(path), source=str(path))
+
+    def with_overrides(self, assignments: list[str]) -> TrainConfig:
+        """Apply `key=value` strings; values are parsed as YAML (so `hidden=[128,128]` works)."""
+        values = self.to_dict()
+        for item in assignments:
+            key, sep, raw = item.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise ConfigError(f"--set expects key=value, got {item!r}")
+            if key not in values:
+                raise ConfigError(
+                    f"--set {key}: unknown option; known options: {', '.join(self.option_names())}"
+                )
+            try:
+                values[key] = yaml.safe_load(raw)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"--set {key}: cannot parse {raw!r} ({exc})") from None
+        return self.from_dict(values, source="--set")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of option: value")
+    return values
+
+
+def _expect(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{key} {message}")
+
+
+def _choice(key: str, value: Any, options: tuple[str, ...]) -> None:
+    _expect(value in options, key, f"must be one of {', '.join(options)}, got {value!r}")
+
+
+def _int(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _float(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    return float(value)

@@ -1,0 +1,92 @@
+"""One optimisation step on a batch: the sparse pass and optional dense re-feeding.
+
+This is the seam where compute strategies (reference dense math, fast sparse paths, bf16)
+plug in; all of them must give the same loss and gradients as `reference_step`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from deeprec.data.batching import RowBatch
+from deeprec.model.autoencoder import AutoEncoder
+from deeprec.train.config import TrainConfig
+from deeprec.train.loss import masked_mse, masked_sse
+
+
+@dataclass
+class StepResult:
+    sse: float  # sum of squared errors of the sparse pass, over observed ratings
+    count: int  # observed ratings in the batch
+    loss: float  # the sparse pass's MMSE
+
+
+def reference_step(
+    model: AutoEncoder,
+    optimizer: torch.optim.Optimizer,
+    batch: RowBatch,
+    *,
+    refeed_steps: int = 0,
+    input_dropout: float = 0.0,
+) -> StepResult:
+    """NVIDIA's procedure: update on (x, f(x)) with the observed mask, then `refeed_steps`
+    updates on (y, f(y)) with a full mask, where y = f(x) detached (section 2.2)."""
+    x, mask = batch.dense(dtype=model.encoder_weights[0].dtype)
+    inputs = F.dropout(x, p=input_dropout, training=True) if input_dropout > 0 else x
+    optimizer.zero_grad(set_to_none=True)
+    out = model(inputs)
+    loss = masked_mse(out, x, mask)
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        sse = float(masked_sse(out, x, mask))
+    y = out.detach()
+    for _ in range(refeed_steps):
+        optimizer.zero_grad(set_to_none=True)
+        out_y = model(y)
+        refeed_loss = F.mse_loss(out_y, y)
+        refeed_loss.backward()
+        optimizer.step()
+        y = out_y.detach()
+    count = int(batch.values.shape[0])
+    return StepResult(sse=sse, count=count, loss=float(loss.detach()))
+
+
+StepFunction = Callable[[RowBatch], StepResult]
+
+
+def make_step(
+    model: AutoEncoder, optimizer: torch.optim.Optimizer, config: TrainConfig
+) -> StepFunction:
+    """The step function for config.compute / config.precision (the trainer's one dispatch).
+
+    compute=reference runs NVIDIA's dense math (bf16 through autocast, as a GPU port would);
+    compute=fast runs `deeprec.train.fast_step.FastStep` (same loss and gradients, less work).
+    """
+    if config.compute == "fast":
+        from deeprec.train.fast_step import FastStep
+
+        return FastStep(
+            model,
+            optimizer,
+            precision=config.precision,
+            refeed_steps=config.refeed_steps,
+            input_dropout=config.input_dropout,
+        )
+    autocast = config.precision == "bf16"
+
+    def step(batch: RowBatch) -> StepResult:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            return reference_step(
+                model,
+                optimizer,
+                batch,
+                refeed_steps=config.refeed_steps,
+                input_dropout=config.input_dropout,
+            )
+
+    return step
