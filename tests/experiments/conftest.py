@@ -1,12 +1,7 @@
-"""A tiny synthetic prepared dataset (low-rank ratings) for the experiment recipes.
-
-This file shadows ``tests/conftest.py`` for ``from conftest import ...`` in this folder, so
-it re-exports the root helpers (``shared_file``) that test modules here import.
-"""
+"""A tiny synthetic prepared dataset (low-rank ratings) for the experiment recipes."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +9,6 @@ import pandas as pd
 import pytest
 
 from deeprec.data.dataset import PreparedDataset
-
-_spec = importlib.util.spec_from_file_location(
-    "_deeprec_tests_root_conftest", Path(__file__).resolve().parents[1] / "conftest.py"
-)
-_root = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_root)
-shared_file = _root.shared_file
-SHARED_DATA = _root.SHARED_DATA
 
 
 def make_synthetic(n_users: int = 48, n_items: int = 30, density: float = 0.4, seed: int = 0):

@@ -12,11 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from .model_data import shared_file
 
 from deeprec.data.prepare import prepare_dataset
 from deeprec.estimator import DeepRec
 from deeprec.presets import load_preset
+
+from .model_data import shared_file
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
