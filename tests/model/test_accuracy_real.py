@@ -4,7 +4,9 @@
   item-based ml-100k preset, with mini-batches so that 25 epochs suffice (the full preset
   trains full-batch for ~130 epochs), reaches test RMSE < 0.95.
 - ML-1M users 1-2999, time split (latest 10% by time, 50/50 valid/test): below the
-  bias-only baseline (mu + b_u + b_i, regularised, as Surprise's BaselineOnly) computed here.
+  bias-only baseline (mu + b_u + b_i, regularised, as Surprise's BaselineOnly) computed here,
+  after 90 full-batch epochs of the item-based ml-1m preset with the stronger L2 of the
+  ml-100k preset (which converges faster: validation 0.900 at epoch 85 in the tuning runs).
 """
 
 from __future__ import annotations
@@ -62,6 +64,6 @@ def test_ml1m_subset_time_split_beats_bias_only() -> None:
     dataset = prepare_dataset([path], "movielens", "time-quantile:0.9", seed=0)
     baseline = bias_only_rmse(dataset)
     assert 0.85 < baseline < 1.0  # sanity: the baseline itself is sensible
-    model = _fit(dataset, "ml-1m", epochs=15)
+    model = _fit(dataset, "ml-1m", epochs=90, weight_decay=0.001)
     result = model.score(dataset, "test")
     assert result["rmse"] < baseline, (result, baseline)
