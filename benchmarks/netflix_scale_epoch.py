@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import profile_steps
+from _speed_common import profile_steps
 from deeprec.data.batching import epoch_order, iter_row_batches, prefetch
 from deeprec.data.sparse import CSRMatrix
 from deeprec.train.config import TrainConfig

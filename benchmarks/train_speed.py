@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import load_movielens_dat, matmul_peak, profile_steps
+from _speed_common import load_movielens_dat, matmul_peak, profile_steps
 from deeprec.data.batching import epoch_order, iter_row_batches
 from deeprec.train.config import TrainConfig
 from deeprec.train.evaluation import evaluate_sse

@@ -72,12 +72,41 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE), so that a crash never
+    leaves `b` missing; False where the system cannot, and the caller falls back to two
+    renames (reliability, issue 8)."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    done = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return done == 0
+
+
 @contextlib.contextmanager
-def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+def atomic_directory(
+    path: str | Path, *, overwrite: bool = False, fsync: bool = True
+) -> Iterator[Path]:
     """Yield an empty temporary directory; on success it replaces `path` in one rename.
 
     If `path` exists and `overwrite` is false, FileExistsError is raised before any work.
     On failure the temporary directory is deleted and nothing is left behind.
+    `fsync=False` skips the per-file fsync (for many regenerable files, e.g. synthetic data).
     """
     target = Path(path)
     if target.exists() and not overwrite:
@@ -86,11 +115,13 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
-        for root, _dirs, files in os.walk(tmp):
+        for root, _dirs, files in os.walk(tmp) if fsync else ():
             for name in files:
                 with open(os.path.join(root, name), "rb") as handle:
                     os.fsync(handle.fileno())
-        if target.exists():
+        if target.exists() and _exchange(tmp, target):
+            shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old version
+        elif target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, old)
             os.replace(tmp, target)

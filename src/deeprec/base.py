@@ -31,6 +31,9 @@ MODEL_FORMAT_VERSION = 1
 # class name -> module; load_model() imports only these.
 KNOWN_MODELS: dict[str, str] = {
     "DeepRec": "deeprec.estimator",
+    "BiasOnly": "deeprec.baselines.bias",
+    "BiasedMF": "deeprec.baselines.mf",
+    "AutoRec": "deeprec.baselines.autorec",
 }
 
 
@@ -179,6 +182,57 @@ class Recommender:
             "n_unknown": n_unknown,
         }
 
+    # ------------------------------------------- top-N and fold-in (deeprec.recommend)
+    def recommend(self, user: Any, k: int = 10, *, exclude_rated: bool = True) -> Any:
+        """The k best items for a known user: DataFrame (item, score), best first.
+
+        Raises UnknownIdError for a user not seen in training (use `recommend_for`).
+        """
+        from deeprec.recommend.topn import recommend_user
+
+        return recommend_user(self, user, k, exclude_rated=exclude_rated)
+
+    def recommend_for(
+        self, ratings: Any, k: int = 10, *, exclude_rated: bool = True, on_unknown: str = "report"
+    ) -> Any:
+        """Top-k for a new user given as {raw item id: rating}: a FoldInResult whose
+        ``unknown_rated`` lists the rated ids the model does not know."""
+        from deeprec.recommend.foldin import recommend_for
+
+        return recommend_for(self, ratings, k, exclude_rated=exclude_rated, on_unknown=on_unknown)
+
+    def predict_for(
+        self, ratings: Any, items: Any, *, clip: bool = True, on_unknown: str = "report"
+    ) -> Any:
+        """Predicted ratings of `items` for a new user given as {raw item id: rating}."""
+        from deeprec.recommend.foldin import predict_for
+
+        return predict_for(self, ratings, items, clip=clip, on_unknown=on_unknown)
+
+    def predict_for_item(
+        self, ratings: Any, users: Any, *, clip: bool = True, on_unknown: str = "report"
+    ) -> Any:
+        """Item-based models: predictions of a new item (given {raw user id: rating}) by `users`."""
+        from deeprec.recommend.foldin import predict_for_item
+
+        return predict_for_item(self, ratings, users, clip=clip, on_unknown=on_unknown)
+
+    def recommend_all(
+        self,
+        out: str | Path,
+        *,
+        users: Any = None,
+        k: int = 10,
+        exclude_rated: bool = True,
+        chunk_size: int = 512,
+    ) -> dict[str, Any]:
+        """Write every (or the listed) user's top-k to Parquet/CSV atomically, in chunks."""
+        from deeprec.recommend.topn import write_top_n
+
+        return write_top_n(
+            self, out, users=users, k=k, exclude_rated=exclude_rated, chunk_size=chunk_size
+        )
+
     # ------------------------------------------------------ subclass hooks
     def _fit_dataset(self, dataset: PreparedDataset) -> None:
         raise NotImplementedError
@@ -194,6 +248,10 @@ class Recommender:
     def _fold_in(self, items: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         """Predictions over all items for a new user given (item index, rating) pairs."""
         raise NotImplementedError(f"{type(self).__name__} cannot fold in new users")
+
+    def _fold_in_item(self, users: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        """Predictions over all users for a new item given (user index, rating) pairs."""
+        raise NotImplementedError(f"{type(self).__name__} cannot fold in new items")
 
     def _state_dict(self) -> dict[str, Any]:
         """Model tensors (torch) to save; the base class adds the training matrix."""
@@ -261,7 +319,10 @@ def load_model(path: str | Path) -> Recommender:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from deeprec.safe_files import refuse_pickle, require_safetensors
+
     root = Path(path)
+    refuse_pickle(root, what="model")  # reliability (issue 8): .pt/.pkl/pickle bytes
     if root.is_file():
         raise CheckpointError(
             f"{root} is a single file; deeprec models are directories with model.json and "
@@ -275,13 +336,16 @@ def load_model(path: str | Path) -> Recommender:
         )
     try:
         info = json.loads(info_path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{info_path} is not valid JSON ({exc})") from exc
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{info_path}: expected a JSON object, got {type(info).__name__}")
     name = info.get("class")
-    module = KNOWN_MODELS.get(name)
+    module = KNOWN_MODELS.get(name) if isinstance(name, str) else None
     if module is None:
         raise CheckpointError(f"{info_path}: unknown model class {name!r}")
     cls = getattr(importlib.import_module(module), name)
+    require_safetensors(weights_path, what="model weights")  # refuses a pickle in disguise
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -289,22 +353,27 @@ def load_model(path: str | Path) -> Recommender:
     try:
         user_ids = np.load(root / "user_ids.npy", allow_pickle=False)
         item_ids = np.load(root / "item_ids.npy", allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty .npy (issue 8)
         raise CheckpointError(f"{root}: cannot read the id maps ({exc})") from exc
-    model = cls(**info.get("params", {}))
-    model.user_ids_ = user_ids
-    model.item_ids_ = item_ids
-    model.rating_range_ = tuple(info["rating_range"])
-    model.global_mean_ = float(info["global_mean"])
-    try:
-        model.train_ = CSRMatrix(
-            indptr=state.pop("_train.indptr").numpy(),
-            indices=state.pop("_train.indices").numpy(),
-            values=state.pop("_train.values").numpy(),
-            shape=(int(info["n_users"]), int(info["n_items"])),
-        )
-    except KeyError as exc:
-        raise CheckpointError(f"{weights_path} lacks the training matrix ({exc})") from exc
-    model._load_fitted_meta(info.get("fitted", {}))
-    model._load_state_dict(state)
+    try:  # a hand-edited model.json: wrong types or missing keys (reliability, issue 8)
+        model = cls(**info.get("params", {}))
+        model.user_ids_ = user_ids
+        model.item_ids_ = item_ids
+        model.rating_range_ = tuple(info["rating_range"])
+        model.global_mean_ = float(info["global_mean"])
+        try:
+            model.train_ = CSRMatrix(
+                indptr=state.pop("_train.indptr").numpy(),
+                indices=state.pop("_train.indices").numpy(),
+                values=state.pop("_train.values").numpy(),
+                shape=(int(info["n_users"]), int(info["n_items"])),
+            )
+        except KeyError as exc:
+            raise CheckpointError(f"{weights_path} lacks the training matrix ({exc})") from exc
+        model._load_fitted_meta(info.get("fitted", {}))
+        model._load_state_dict(state)
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise CheckpointError(
+            f"{info_path}: does not describe a valid {name} model ({type(exc).__name__}: {exc})"
+        ) from None
     return model

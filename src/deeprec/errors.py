@@ -35,6 +35,10 @@ class DataError(DeepRecError):
         super().__init__(f"{prefix}: {message}" if prefix else message)
 
 
+class DataWarning(UserWarning):
+    """Suspicious but usable input (for example duplicate ratings); the data was repaired."""
+
+
 class ConfigError(DeepRecError):
     """An unknown option, a value of the wrong type, or an impossible architecture."""
 
@@ -49,3 +53,7 @@ class TrainingError(DeepRecError):
 
 class RunLockedError(DeepRecError):
     """Another process is writing into the same run directory."""
+
+
+class UnknownIdError(DataError):
+    """A user or item id the model was not trained on (the HTTP service answers 404)."""

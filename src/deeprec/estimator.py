@@ -17,6 +17,7 @@ from deeprec.data.dataset import PreparedDataset
 from deeprec.errors import CheckpointError, DataError
 from deeprec.model.autoencoder import AutoEncoder
 from deeprec.train.config import TrainConfig
+from deeprec.train.distributed import current_context, resolve_device
 from deeprec.train.evaluation import predict_rows
 from deeprec.train.trainer import EpochRecord, OrientedData, Trainer, build_model
 
@@ -48,6 +49,7 @@ class DeepRec(Recommender):
         lr: float = _D.lr,
         momentum: float = _D.momentum,
         weight_decay: float = _D.weight_decay,
+        decay_biases: bool = _D.decay_biases,
         batch_size: int = _D.batch_size,
         epochs: int = _D.epochs,
         lr_schedule: str = _D.lr_schedule,
@@ -60,6 +62,10 @@ class DeepRec(Recommender):
         device: str = _D.device,
         eval_batch_size: int = _D.eval_batch_size,
         threads: int = _D.threads,
+        checkpoint_every_epochs: int = _D.checkpoint_every_epochs,
+        checkpoint_every_batches: int = _D.checkpoint_every_batches,
+        checkpoint_every_minutes: float = _D.checkpoint_every_minutes,
+        checkpoint_keep: int = _D.checkpoint_keep,
         verbose: bool = False,
     ) -> None:
         self.hidden = hidden
@@ -75,6 +81,7 @@ class DeepRec(Recommender):
         self.lr = lr
         self.momentum = momentum
         self.weight_decay = weight_decay
+        self.decay_biases = decay_biases
         self.batch_size = batch_size
         self.epochs = epochs
         self.lr_schedule = lr_schedule
@@ -87,6 +94,10 @@ class DeepRec(Recommender):
         self.device = device
         self.eval_batch_size = eval_batch_size
         self.threads = threads
+        self.checkpoint_every_epochs = checkpoint_every_epochs
+        self.checkpoint_every_batches = checkpoint_every_batches
+        self.checkpoint_every_minutes = checkpoint_every_minutes
+        self.checkpoint_keep = checkpoint_keep
         self.verbose = verbose
 
     # ------------------------------------------------------------ config
@@ -102,40 +113,53 @@ class DeepRec(Recommender):
         return TrainConfig.from_dict(values, source="DeepRec")
 
     # --------------------------------------------------------------- fit
-    def _fit_dataset(self, dataset: PreparedDataset, on_epoch_end: Any = None) -> None:
+    def _fit_dataset(
+        self, dataset: PreparedDataset, on_epoch_end: Any = None, checkpointer: Any = None
+    ) -> None:
         config = self.config()
         if config.threads:
             torch.set_num_threads(config.threads)
+        # [ddp/device] train on the configured device; data-parallel when a process group is
+        # up (torchrun: see deeprec.train.distributed).
+        device = resolve_device(config.device)
+        dist = current_context(device)
         torch.manual_seed(config.seed)
         data = OrientedData.from_dataset(dataset, config.orientation)
         if data.train.nnz == 0:
             raise DataError("cannot train on an empty training split")
-        self.module_ = build_model(config, data.train.shape[1])
+        self.module_ = build_model(config, data.train.shape[1]).to(device)
         self.rows_ = data.train
         trainer = Trainer(
             self.module_,
             config,
             data,
             rating_range=dataset.rating_range,
-            progress=self.verbose,
+            progress=self.verbose and (dist is None or dist.is_main),
             on_epoch_end=on_epoch_end,
+            dist=dist,
         )
+        if checkpointer is not None:  # reliability (issue 8): checkpoints and --resume
+            checkpointer.attach(trainer)
         result = trainer.fit()
+        self.module_ = self.module_.cpu()  # [device] a fitted estimator predicts/saves on CPU
         self.history_: list[EpochRecord] = result.history
         self.best_epoch_ = result.best_epoch
         self.best_valid_rmse_ = result.best_valid_rmse
         self.module_.eval()
 
-    def fit(self, train: Any, valid: Any = None, *, on_epoch_end: Any = None) -> DeepRec:
+    def fit(
+        self, train: Any, valid: Any = None, *, on_epoch_end: Any = None, checkpointer: Any = None
+    ) -> DeepRec:
         """Train on a DataFrame (user, item, rating) or a PreparedDataset.
 
-        `on_epoch_end(record, improved)` is called after every epoch (used by run dirs).
+        `on_epoch_end(record, improved)` is called after every epoch (used by run dirs);
+        `checkpointer` (train.checkpoint.Checkpointer) writes checkpoints and resumes.
         """
         from deeprec.base import as_dataset
 
         dataset = as_dataset(train, valid)
         self._set_index(dataset)
-        self._fit_dataset(dataset, on_epoch_end=on_epoch_end)
+        self._fit_dataset(dataset, on_epoch_end=on_epoch_end, checkpointer=checkpointer)
         return self
 
     # ----------------------------------------------------------- predict
@@ -169,6 +193,14 @@ class DeepRec(Recommender):
         return scores
 
     @torch.no_grad()
+    def _fold_in_vector(self, index: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        x = torch.zeros(1, self.module_.n_inputs)
+        x[0, torch.as_tensor(index, dtype=torch.long)] = torch.as_tensor(
+            ratings, dtype=torch.float32
+        )
+        self.module_.eval()
+        return self.module_(x)[0].double().numpy()
+
     def _fold_in(self, items: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         """Encode a new user's ratings and read predictions off the output (user-based)."""
         if self.orientation != "user":
@@ -176,12 +208,16 @@ class DeepRec(Recommender):
                 "an item-based model cannot fold in new users (its outputs are users); "
                 "fold in new items instead, or train with orientation='user'"
             )
-        x = torch.zeros(1, self.n_items)
-        x[0, torch.as_tensor(items, dtype=torch.long)] = torch.as_tensor(
-            ratings, dtype=torch.float32
-        )
-        self.module_.eval()
-        return self.module_(x)[0].double().numpy()
+        return self._fold_in_vector(items, ratings)
+
+    def _fold_in_item(self, users: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        """Encode a new item's ratings by known users (item-based models only)."""
+        if self.orientation != "item":
+            raise DataError(
+                "a user-based model cannot fold in new items (its inputs are items); "
+                "fold in new users instead, or train with orientation='item'"
+            )
+        return self._fold_in_vector(users, ratings)
 
     # ---------------------------------------------------------- save/load
     def _state_dict(self) -> dict[str, torch.Tensor]:
@@ -190,6 +226,7 @@ class DeepRec(Recommender):
     def _load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         config = self.config()
         n_inputs = self.n_items if config.orientation == "user" else self.n_users
+        _check_encoder_shapes(state, n_inputs, config.hidden)  # before allocating (issue 8)
         module = build_model(config, n_inputs)
         weights = {
             k.removeprefix("module."): v for k, v in state.items() if k.startswith("module.")
@@ -231,3 +268,18 @@ class DeepRec(Recommender):
     @property
     def module(self) -> AutoEncoder:
         return self.module_
+
+
+def _check_encoder_shapes(state: dict[str, torch.Tensor], n_inputs: int, hidden: list[int]) -> None:
+    """Compare the file's encoder matrices with the architecture model.json claims *before*
+    building it, so an edited model.json cannot make loading allocate huge layers."""
+    sizes = [n_inputs, *hidden]
+    for i in range(len(hidden)):
+        tensor = state.get(f"module.encoder_weights.{i}")
+        want = (sizes[i + 1], sizes[i])
+        if tensor is None or tuple(tensor.shape) != want:
+            got = None if tensor is None else tuple(tensor.shape)
+            raise CheckpointError(
+                f"checkpoint shapes do not match the config: encoder layer {i} in the weights "
+                f"is {got}, but model.json describes {want}"
+            )

@@ -16,6 +16,9 @@ from deeprec.errors import DeepRecError
 COMMAND_MODULES = (
     "deeprec.cli.data_commands",
     "deeprec.cli.train_commands",
+    "deeprec.cli.quickstart_commands",
+    "deeprec.cli.serve_commands",
+    "deeprec.cli.experiment_commands",
 )
 
 app = typer.Typer(

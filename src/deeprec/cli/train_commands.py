@@ -19,9 +19,11 @@ def register(app: typer.Typer) -> None:
 
 def train(
     data: Annotated[
-        Path, typer.Option(help="Prepared dataset directory (from `deeprec prepare`).")
-    ],
-    out: Annotated[Path, typer.Option(help="Run directory to create (config, metrics, models).")],
+        Path | None, typer.Option(help="Prepared dataset directory (from `deeprec prepare`).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory to create (config, metrics, models).")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="YAML config (see configs/); defaults when omitted.")
     ] = None,
@@ -30,22 +32,63 @@ def train(
         typer.Option("--set", help="Override one option, key=value (YAML value); repeatable."),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Reuse a non-empty run directory.")] = False,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Continue this run directory from its last checkpoint (same data order, "
+            "bit-identical result); --set may change epochs and checkpoint_* only."
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    device: Annotated[
+        str | None,
+        typer.Option(help="cpu, cuda or auto (CUDA when present); overrides the config's device."),
+    ] = None,
 ) -> None:
-    """Train a deep autoencoder; keep the best checkpoint by validation RMSE; report test RMSE."""
-    from deeprec.train.config import TrainConfig
-    from deeprec.train.run import train_run
+    """Train a deep autoencoder; keep the best checkpoint by validation RMSE; report test RMSE.
 
+    Data-parallel under torchrun: `torchrun --nproc_per_node=N -m deeprec train ...`
+    (batch_size is the global batch; only rank 0 writes the run directory).
+    """
+    from deeprec.errors import ConfigError
+    from deeprec.train.config import TrainConfig
+    from deeprec.train.distributed import LaunchEnv, distributed_session
+    from deeprec.train.run import resume_run, train_run
+
+    device_override = [f"device={device}"] if device else []
+    if resume is not None:
+        if out is not None or config is not None or overwrite:
+            raise ConfigError("--resume RUN_DIR takes no --out, --config or --overwrite")
+        if LaunchEnv.from_env() is not None:
+            raise ConfigError("--resume runs single-process; it is not supported under torchrun")
+        summary = resume_run(
+            resume,
+            overrides=[*(set_ or []), *device_override],
+            data_dir=data,
+            progress=not quiet,
+            echo=typer.echo,
+        )
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    if data is None or out is None:
+        raise ConfigError("deeprec train needs --data and --out (or --resume RUN_DIR)")
     cfg = TrainConfig.from_yaml(config) if config else TrainConfig()
-    cfg = cfg.with_overrides(set_ or [])
-    summary = train_run(data, cfg, out, overwrite=overwrite, progress=not quiet, echo=typer.echo)
-    typer.echo(json.dumps(summary, indent=2, default=str))
+    cfg = cfg.with_overrides([*(set_ or []), *device_override])
+    with distributed_session(cfg.device) as dist:
+        main = dist is None or dist.is_main
+        summary = train_run(
+            data, cfg, out, overwrite=overwrite, progress=not quiet and main, echo=typer.echo
+        )
+    if main:
+        typer.echo(json.dumps(summary, indent=2, default=str))
 
 
 def _load_run_model(run: Path):
     from deeprec.base import load_model
+    from deeprec.safe_files import refuse_pickle
     from deeprec.train.run_dir import RunDir
 
+    refuse_pickle(run, what="run directory or model")
     best = RunDir(run).best
     if not best.exists():
         raise CheckpointError(f"{run} has no best/ model: is it a finished deeprec run directory?")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 
 import numpy as np
 import torch
@@ -46,14 +46,25 @@ class RowBatch:
     def size(self) -> int:
         return int(self.rows.shape[0])
 
+    def to(self, device: torch.device | str) -> RowBatch:
+        """The batch with every tensor field (also cached index structures) on `device`;
+        itself when already there."""
+        device = torch.device(device)
+        if self.values.device == device:
+            return self
+        moved = {f.name: _to_device(getattr(self, f.name), device) for f in fields(self) if f.init}
+        return replace(self, **moved)
+
     @property
     def nnz(self) -> int:
         return int(self.cols.shape[0])
 
     def dense(self, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-        """Dense (batch, n_cols) ratings and 0/1 mask (a 0 rating keeps mask 1)."""
-        x = torch.zeros(self.size, self.n_cols, dtype=dtype)
-        mask = torch.zeros(self.size, self.n_cols, dtype=dtype)
+        """Dense (batch, n_cols) ratings and 0/1 mask (a 0 rating keeps mask 1), built on the
+        device the batch's tensors live on."""
+        device = self.values.device
+        x = torch.zeros(self.size, self.n_cols, dtype=dtype, device=device)
+        mask = torch.zeros(self.size, self.n_cols, dtype=dtype, device=device)
         x[self.local, self.cols] = self.values.to(dtype)
         mask[self.local, self.cols] = 1.0
         return x, mask
@@ -103,6 +114,20 @@ class RowBatch:
             self.by_column()
             self.column_union()
         return self
+
+
+def _to_device(value, device: torch.device):
+    """Tensors (also inside tuples and dataclasses) moved to `device`; anything else as is."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, tuple):
+        return tuple(_to_device(v, device) for v in value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return replace(
+            value,
+            **{f.name: _to_device(getattr(value, f.name), device) for f in fields(value) if f.init},
+        )
+    return value
 
 
 def row_batch(matrix: CSRMatrix, rows: np.ndarray) -> RowBatch:

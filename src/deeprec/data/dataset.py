@@ -50,6 +50,8 @@ def lookup(sorted_ids: np.ndarray, raw: np.ndarray) -> np.ndarray:
         if raw.dtype.kind not in "iu":
             try:
                 raw = raw.astype(np.int64)
+            except OverflowError:  # reliability (issue 8): ids beyond int64 are unknown,
+                return _lookup_big(sorted_ids, raw)  # the others still resolve
             except (TypeError, ValueError):
                 return np.full(raw.shape, -1, dtype=np.int64)
     else:
@@ -60,6 +62,18 @@ def lookup(sorted_ids: np.ndarray, raw: np.ndarray) -> np.ndarray:
     pos_clipped = np.minimum(pos, sorted_ids.shape[0] - 1)
     found = sorted_ids[pos_clipped] == raw
     return np.where(found, pos_clipped, -1).astype(np.int64)
+
+
+def _lookup_big(sorted_ids: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """`lookup` for an object array holding integers too large for int64 (never known)."""
+    out = np.full(raw.shape, -1, dtype=np.int64)
+    flat = raw.ravel()
+    fits = np.array(
+        [isinstance(v, (int, np.integer)) and -(2**63) <= int(v) < 2**63 for v in flat], bool
+    ).reshape(raw.shape)
+    if fits.any():
+        out[fits] = lookup(sorted_ids, np.array([int(v) for v in raw[fits]], dtype=np.int64))
+    return out
 
 
 @dataclass
@@ -134,7 +148,10 @@ class PreparedDataset:
         dropped (the paper's rule) and counted in ``meta["dropped_unseen"]``, unless
         `keep_unseen`, in which case the maps cover every split.
         """
-        from deeprec.data.table import ITEM, USER, ids_to_numpy, to_ratings_table
+        import polars as pl
+
+        from deeprec.data.indexing import LABELS, TRAIN, Columns, restrict
+        from deeprec.data.table import ITEM, TIMESTAMP, USER, to_ratings_table
 
         tables = {"train": to_ratings_table(train)}
         for name, frame in (("valid", valid), ("test", test)):
@@ -142,36 +159,23 @@ class PreparedDataset:
                 tables[name] = to_ratings_table(frame)
         if tables["train"].height == 0:
             raise DataError("the training split is empty")
-        import polars as pl
-
         for column in (USER, ITEM):
             dtypes = {t.schema[column] for t in tables.values()}
             if len(dtypes) > 1:  # e.g. int ids in train, string ids in test: compare as text
                 for name in tables:
                     tables[name] = tables[name].with_columns(pl.col(column).cast(pl.String))
-        sources = list(tables.values()) if keep_unseen else [tables["train"]]
-        user_ids = ids_to_numpy(pl.concat([t.get_column(USER) for t in sources]).unique().sort())
-        item_ids = ids_to_numpy(pl.concat([t.get_column(ITEM) for t in sources]).unique().sort())
-        parts: dict[str, Split] = {}
-        dropped: dict[str, int] = {}
-        for name in SPLITS:
-            table = tables.get(name)
-            if table is None:
-                parts[name] = Split.empty()
-                continue
-            users = lookup(user_ids, ids_to_numpy(table.get_column(USER)))
-            items = lookup(item_ids, ids_to_numpy(table.get_column(ITEM)))
-            keep = (users >= 0) & (items >= 0)
-            dropped[name] = int((~keep).sum())
-            ts = table.get_column("timestamp").to_numpy() if "timestamp" in table.columns else None
-            parts[name] = Split(
-                users=users[keep].astype(np.int32),
-                items=items[keep].astype(np.int32),
-                ratings=table.get_column("rating").to_numpy().astype(np.float32)[keep],
-                timestamps=None if ts is None else ts[keep].astype(np.int64),
-            )
+        if not all(TIMESTAMP in t.columns for t in tables.values()):
+            tables = {k: t.drop(TIMESTAMP, strict=False) for k, t in tables.items()}
+        labels = np.concatenate(
+            [np.full(t.height, LABELS[name], dtype=np.int8) for name, t in tables.items()]
+        )
+        cols = Columns.from_table(pl.concat(list(tables.values())), labels)
+        rows = np.ones(len(cols), dtype=bool) if keep_unseen else labels == TRAIN
+        user_ids, users = restrict(cols.users, cols.user_ids, rows)
+        item_ids, items = restrict(cols.items, cols.item_ids, rows)
+        parts, dropped = split_arrays(cols, users, items)
         info = dict(meta or {})
-        info.setdefault("dropped_unseen", {k: v for k, v in dropped.items() if k != "train"})
+        info.setdefault("dropped_unseen", {k: dropped[k] for k in tables if k != "train"})
         info.setdefault("rating_range", list(_range(parts["train"].ratings)))
         return cls(user_ids=user_ids, item_ids=item_ids, meta=info, **parts)
 
@@ -208,7 +212,7 @@ class PreparedDataset:
             raise DataError("not a prepared dataset (meta.json is missing)", path=root)
         try:
             meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # binary junk: issue 8
             raise DataError(f"meta.json is not valid JSON ({exc})", path=meta_path) from exc
         parts = {}
         for name in SPLITS:
@@ -245,6 +249,29 @@ class PreparedDataset:
                 raise DataError(f"split {name!r} has item indices out of range", path=source)
 
 
+def split_arrays(cols: Any, users: np.ndarray, items: np.ndarray) -> tuple[dict, dict]:
+    """Splits from labelled columns (see deeprec.data.indexing) and per-split unseen drops.
+
+    `users`/`items` are final indices, -1 for ids outside the maps (those rows are dropped).
+    """
+    from deeprec.data.indexing import LABELS
+
+    known = (users >= 0) & (items >= 0)
+    parts: dict[str, Split] = {}
+    dropped: dict[str, int] = {}
+    for name in SPLITS:
+        mask = cols.labels == LABELS[name]
+        keep = mask & known
+        dropped[name] = int(mask.sum() - keep.sum())
+        parts[name] = Split(
+            users=users[keep].astype(np.int32),
+            items=items[keep].astype(np.int32),
+            ratings=cols.ratings[keep].astype(np.float32),
+            timestamps=None if cols.timestamps is None else cols.timestamps[keep],
+        )
+    return parts, dropped
+
+
 def _range(values: np.ndarray) -> tuple[float, float]:
     if values.shape[0] == 0:
         return (0.0, 0.0)
@@ -263,5 +290,5 @@ def _load_array(path: Path) -> np.ndarray:
         raise DataError("file of the prepared dataset is missing", path=path)
     try:
         return np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise DataError(f"cannot read array ({exc})", path=path) from exc
+    except (ValueError, EOFError, OSError) as exc:  # EOFError: empty file (issue 8)
+        raise DataError(f"cannot read array ({exc or 'empty file'})", path=path) from exc

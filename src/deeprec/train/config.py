@@ -23,7 +23,14 @@ ORIENTATIONS = ("user", "item")
 
 @dataclass
 class TrainConfig:
-    """Every hyper-parameter of a DeepRec training (defaults: validated on ML-100K/ML-1M)."""
+    """Every hyper-parameter of a DeepRec training.
+
+    The defaults are a user-based model (the paper's orientation: it scales to Netflix-sized
+    item counts and can fold in new users), chosen by validation RMSE on ML-100K u1 and the
+    ML-1M subset's time split (docs/results/model-tuning.md): L2 on the weights
+    (weight_decay 0.01) was the largest gain. On small MovieLens-sized sets the item-based
+    presets (configs/ml-100k.yaml, ml-1m.yaml) are clearly better.
+    """
 
     # architecture
     hidden: list[int] = field(default_factory=lambda: [256, 256])
@@ -39,9 +46,10 @@ class TrainConfig:
     optimizer: str = "adam"
     lr: float = 0.001
     momentum: float = 0.9
-    weight_decay: float = 0.0
+    weight_decay: float = 0.01
+    decay_biases: bool = False  # weight_decay on biases too (the reference code's behaviour)
     batch_size: int = 128
-    epochs: int = 40
+    epochs: int = 50
     lr_schedule: str = "none"
     lr_milestones: list[int] = field(default_factory=lambda: [24, 36, 48, 66, 72])
     lr_gamma: float = 0.5
@@ -53,6 +61,11 @@ class TrainConfig:
     device: str = "cpu"
     eval_batch_size: int = 1024
     threads: int = 0  # 0 = leave torch's default
+    # checkpoints for --resume (RUN/checkpoints/; see train/checkpoint.py); 0 = off
+    checkpoint_every_epochs: int = 1
+    checkpoint_every_batches: int = 0  # mid-epoch checkpoints every N batches
+    checkpoint_every_minutes: float = 0.0  # also whenever this much time has passed
+    checkpoint_keep: int = 2  # newest checkpoint files kept (older ones are deleted)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -92,14 +105,25 @@ class TrainConfig:
             "seed",
             "eval_batch_size",
             "threads",
+            "checkpoint_every_epochs",
+            "checkpoint_every_batches",
+            "checkpoint_keep",
         ):
             setattr(self, key, _int(key, getattr(self, key)))
         _expect(self.batch_size >= 1, "batch_size", "must be >= 1")
         _expect(self.eval_batch_size >= 1, "eval_batch_size", "must be >= 1")
         _expect(self.epochs >= 1, "epochs", "must be >= 1")
         _expect(self.refeed_steps >= 0, "refeed_steps", "must be >= 0")
-        _expect(isinstance(self.constrained, bool), "constrained", "must be true or false")
+        for key in ("constrained", "decay_biases"):
+            _expect(isinstance(getattr(self, key), bool), key, "must be true or false")
         self.lr_milestones = [_int("lr_milestones", m) for m in self.lr_milestones]
+        for key in ("checkpoint_every_epochs", "checkpoint_every_batches"):
+            _expect(getattr(self, key) >= 0, key, "must be >= 0 (0 = off)")
+        self.checkpoint_every_minutes = _float(
+            "checkpoint_every_minutes", self.checkpoint_every_minutes
+        )
+        _expect(self.checkpoint_every_minutes >= 0, "checkpoint_every_minutes", "must be >= 0")
+        _expect(self.checkpoint_keep >= 1, "checkpoint_keep", "must be >= 1")
 
     # ------------------------------------------------------------ conversion
     @classmethod

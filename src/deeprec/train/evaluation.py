@@ -46,14 +46,17 @@ def predict_rows(
     *,
     compute: str = "fast",
 ) -> torch.Tensor:
-    """Dense outputs (len(rows), n_cols) for the given rows' training vectors, in eval mode."""
+    """Dense outputs (len(rows), n_cols) for the given rows' training vectors, in eval mode
+    (computed on the model's device, returned on CPU)."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     outputs = []
     try:
         forward = _Forward(model, compute)
         for begin in range(0, rows.shape[0], batch_size):
-            outputs.append(forward(row_batch(train_rows, rows[begin : begin + batch_size])))
+            batch = row_batch(train_rows, rows[begin : begin + batch_size]).to(device)
+            outputs.append(forward(batch).cpu())
     finally:
         model.train(was_training)
     if not outputs:
@@ -75,14 +78,15 @@ def evaluate_sse(
     rows = np.flatnonzero(eval_rows.row_lengths() > 0)
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     sse = sae = 0.0
     count = 0
     try:
         forward = _Forward(model, compute)
         for begin in range(0, rows.shape[0], batch_size):
             chunk = rows[begin : begin + batch_size]
-            out = forward(row_batch(train_rows, chunk))
-            target = row_batch(eval_rows, chunk)
+            out = forward(row_batch(train_rows, chunk).to(device))
+            target = row_batch(eval_rows, chunk).to(device)
             pred = out[target.local, target.cols].double()
             if clip is not None:
                 pred = pred.clamp(clip[0], clip[1])

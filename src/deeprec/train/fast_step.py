@@ -86,6 +86,9 @@ def use_input_major_first_layer(model: AutoEncoder) -> None:
 
 def _contiguous_state_dict(module, state_dict, prefix, local_metadata):
     for key, value in state_dict.items():
+        # keep_vars=True callers (jit tracing, ONNX export) want the live Parameters: leave them.
+        if isinstance(value, nn.Parameter):
+            continue
         if isinstance(value, torch.Tensor) and not value.is_contiguous():
             state_dict[key] = value.contiguous()
     return state_dict
@@ -593,6 +596,11 @@ class FastStep:
         # optimizer step: the place for a distributed all-reduce. The fast path computes
         # gradients by hand, so DDP's autograd hooks never fire.
         self.before_update: Callable[[list[nn.Parameter]], None] | None = None
+
+    def weights_changed(self) -> None:
+        """Call after the model's weights were replaced (checkpoint restore): refreshes the
+        bf16 copies the step computes with."""
+        self.net.refresh()
 
     def _update(self) -> None:
         self.net.publish_grads()

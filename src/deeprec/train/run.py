@@ -8,10 +8,32 @@ from pathlib import Path
 from typing import Any
 
 from deeprec.data.dataset import PreparedDataset
+from deeprec.errors import CheckpointError, ConfigError
 from deeprec.estimator import DeepRec
+from deeprec.train.checkpoint import (
+    CHECKPOINT_DIR,
+    Checkpoint,
+    Checkpointer,
+    latest_checkpoint,
+    writing,
+)
 from deeprec.train.config import TrainConfig
+from deeprec.train.distributed import is_main_process
+from deeprec.train.lock import RunLock
 from deeprec.train.run_dir import RunDir
 from deeprec.train.trainer import EpochRecord
+
+# Options `--resume` may change: they do not alter what the remaining steps compute.
+RESUME_OVERRIDABLE = (
+    "epochs",
+    "device",
+    "early_stopping",
+    "checkpoint_every_epochs",
+    "checkpoint_every_batches",
+    "checkpoint_every_minutes",
+    "checkpoint_keep",
+    "eval_batch_size",
+)
 
 
 def train_run(
@@ -23,32 +45,110 @@ def train_run(
     progress: bool = True,
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train, checkpoint best/last every epoch, then score the best model on test."""
+    """Train, checkpoint (see train/checkpoint.py), keep the best model, score it on test.
+
+    The run directory is locked (RUN/.lock) for the whole run: a second training into it
+    fails with RunLockedError.
+    """
     dataset = PreparedDataset.load(data_dir)
     run = RunDir(out)
-    run.create(overwrite=overwrite)
-    run.write_text("config.yaml", config.to_yaml())
-    run.write_json(
-        "dataset.json",
-        {"path": str(Path(data_dir).resolve()), "meta": dataset.meta},
-    )
+    if not is_main_process():  # [ddp] other ranks train in step with rank 0, write nothing
+        return _train(run, dataset, config, None, progress=False, echo=lambda _: None, main=False)
+    with RunLock(out):
+        with writing(run.path, "run directory"):
+            run.create(overwrite=overwrite)
+            run.write_text("config.yaml", config.to_yaml())
+            run.write_json(
+                "dataset.json",
+                {"path": str(Path(data_dir).resolve()), "meta": dataset.meta},
+            )
+        checkpointer = Checkpointer(run.path / CHECKPOINT_DIR, echo=echo)
+        return _train(run, dataset, config, checkpointer, progress=progress, echo=echo)
+
+
+def resume_run(
+    out: str | Path,
+    *,
+    overrides: list[str] | None = None,
+    data_dir: str | Path | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Continue a run from its newest good checkpoint, exactly where it left off.
+
+    The config and data come from the run directory (config in the checkpoint, data from
+    RUN/dataset.json unless `data_dir` is given; its fingerprint must match). `overrides`
+    may only change the options in RESUME_OVERRIDABLE (e.g. more epochs).
+    """
+    from deeprec.safe_files import refuse_pickle
+
+    refuse_pickle(out, what="run directory to resume")
+    run = RunDir(out)
+    if not run.path.is_dir():
+        raise CheckpointError(f"cannot resume: {run.path} is not a run directory")
+    with RunLock(out):
+        ckpt = latest_checkpoint(run.path / CHECKPOINT_DIR, warn=echo)
+        config = _resume_config(ckpt, overrides or [])
+        source = data_dir or run.read_json("dataset.json")["path"]
+        dataset = PreparedDataset.load(source)
+        done = ckpt.state["progress"]["history"]
+        with writing(run.metrics_path, "metrics"):
+            run.write_text("config.yaml", config.to_yaml())
+            run.rewrite_metrics(done)  # drop epochs logged after this checkpoint
+        echo(
+            f"resuming {run.path} from {ckpt.path.name}: epoch {ckpt.epoch}, "
+            f"batch {ckpt.batch} ({len(done)} epoch(s) done)"
+        )
+        checkpointer = Checkpointer(run.path / CHECKPOINT_DIR, resume_from=ckpt, echo=echo)
+        return _train(run, dataset, config, checkpointer, progress=progress, echo=echo)
+
+
+def _resume_config(ckpt: Checkpoint, overrides: list[str]) -> TrainConfig:
+    config = TrainConfig.from_dict(ckpt.state["config"], source=str(ckpt.path))
+    changed = config.with_overrides(overrides)
+    frozen = [
+        key
+        for key in TrainConfig.option_names()
+        if key not in RESUME_OVERRIDABLE and getattr(changed, key) != getattr(config, key)
+    ]
+    if frozen:
+        raise ConfigError(
+            f"--resume cannot change {', '.join(frozen)} (it would not continue the same run); "
+            f"changeable: {', '.join(RESUME_OVERRIDABLE)}"
+        )
+    return changed
+
+
+def _train(
+    run: RunDir,
+    dataset: PreparedDataset,
+    config: TrainConfig,
+    checkpointer: Checkpointer,
+    *,
+    progress: bool,
+    echo: Callable[[str], None],
+    main: bool = True,
+) -> dict[str, Any]:
     model = DeepRec.from_config(config, verbose=progress)
     started = time.perf_counter()
 
     def on_epoch_end(record: EpochRecord, improved: bool) -> None:
-        run.append_metrics(record.to_dict())
-        model.save(run.last)
+        if not main:  # [ddp]
+            return
+        with writing(run.metrics_path, "metrics"):
+            run.append_metrics(record.to_dict())
         if improved:
-            model.save(run.best)
-        run.plot_curves()
+            with writing(run.best, "best model", kept="the previous best model is intact"):
+                model.save(run.best)
+        with writing(run.path / "curves.png", "curves"):
+            run.plot_curves()
         valid = "n/a" if record.valid_rmse is None else f"{record.valid_rmse:.4f}"
         echo(
             f"epoch {record.epoch:3d}  train_rmse {record.train_rmse:.4f}  valid_rmse {valid}"
             f"  {record.epoch_seconds:.1f}s{'  *best' if improved else ''}"
         )
 
-    model.fit(dataset, on_epoch_end=on_epoch_end)
-    model.save(run.best)
+    model.fit(dataset, on_epoch_end=on_epoch_end, checkpointer=checkpointer)
     summary: dict[str, Any] = {
         "best_epoch": model.best_epoch_,
         "best_valid_rmse": model.best_valid_rmse_,
@@ -56,7 +156,12 @@ def train_run(
         "train_seconds": time.perf_counter() - started,
         "architecture": model.module.architecture(),
     }
+    if not main:  # [ddp] the other ranks hold the same weights; rank 0 saves and scores
+        return summary
+    with writing(run.best, "best model", kept="the previous best model is intact"):
+        model.save(run.best)
     if len(dataset.test):
         summary["test"] = model.score(dataset, "test")
-    run.write_json("summary.json", summary)
+    with writing(run.path / "summary.json", "summary"):
+        run.write_json("summary.json", summary)
     return summary

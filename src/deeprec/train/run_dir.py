@@ -5,7 +5,8 @@ RUN/dataset.json     where the prepared data came from, with its split statistic
 RUN/metrics.jsonl    one JSON object per epoch (epoch, train_rmse, valid_rmse, ...)
 RUN/curves.png       train/valid RMSE per epoch, redrawn every epoch (viewer-friendly)
 RUN/best/            the model with the best validation RMSE (DeepRec.load-able)
-RUN/last/            the model after the latest epoch
+RUN/checkpoints/     training checkpoints for `deeprec train --resume` (train/checkpoint.py)
+RUN/.lock            held (fcntl.flock) while a training writes here (train/lock.py)
 RUN/summary.json     best epoch, validation and test metrics, timings
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +41,18 @@ class RunDir:
         return self.path / "metrics.jsonl"
 
     def create(self, *, overwrite: bool = False) -> None:
-        if self.path.exists() and any(self.path.iterdir()) and not overwrite:
+        existing = (
+            [p for p in self.path.iterdir() if p.name != ".lock"] if self.path.exists() else []
+        )
+        if existing and not overwrite:
             raise CheckpointError(
-                f"run directory {self.path} is not empty; choose another --out or pass --overwrite"
+                f"run directory {self.path} is not empty; choose another --out, pass "
+                "--overwrite, or continue it with --resume"
             )
         self.path.mkdir(parents=True, exist_ok=True)
         if overwrite:
             self.metrics_path.unlink(missing_ok=True)
+            shutil.rmtree(self.path / "checkpoints", ignore_errors=True)
 
     def write_json(self, name: str, value: Any) -> None:
         with atomic_file(self.path / name, "w") as handle:
@@ -68,6 +75,12 @@ class RunDir:
             handle.write(json.dumps(record) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+
+    def rewrite_metrics(self, records: list[dict[str, Any]]) -> None:
+        """Replace metrics.jsonl atomically (on resume: the checkpoint's epochs only)."""
+        with atomic_file(self.metrics_path, "w") as handle:
+            for record in records:
+                handle.write(json.dumps(record) + "\n")
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.is_file():

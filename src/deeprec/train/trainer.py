@@ -23,9 +23,10 @@ from deeprec.data.sparse import CSRMatrix
 from deeprec.errors import TrainingError
 from deeprec.model.autoencoder import AutoEncoder
 from deeprec.train.config import TrainConfig
+from deeprec.train.distributed import DataParallel, DistContext, model_device
 from deeprec.train.evaluation import evaluate_sse
 from deeprec.train.optim import build_optimizer, build_scheduler
-from deeprec.train.step import make_step
+from deeprec.train.step import StepResult, make_step
 
 
 @dataclass
@@ -67,6 +68,8 @@ class TrainResult:
 
 
 EpochCallback = Callable[[EpochRecord, bool], None]
+# (epoch, 0-based batch index, the step's sse/count/loss); used for per-batch curves.
+BatchCallback = Callable[[int, int, StepResult], None]
 
 
 def build_model(config: TrainConfig, n_inputs: int) -> AutoEncoder:
@@ -93,6 +96,8 @@ class Trainer:
         rating_range: tuple[float, float] | None = None,
         progress: bool = False,
         on_epoch_end: EpochCallback | None = None,
+        on_batch_end: BatchCallback | None = None,
+        dist: DistContext | None = None,
     ) -> None:
         self.model = model
         self.config = config
@@ -100,19 +105,51 @@ class Trainer:
         self.rating_range = rating_range
         self.progress = progress
         self.on_epoch_end = on_epoch_end
+        self.on_batch_end = on_batch_end
         self.optimizer = build_optimizer(model.parameters(), config)
         self.scheduler = build_scheduler(self.optimizer, config)
-        self.step = make_step(model, self.optimizer, config)  # compute/precision dispatch
         self.best_state: dict[str, torch.Tensor] | None = None
         self.train_rows = np.flatnonzero(data.train.row_lengths() > 0)
+        # --- reliability (issue 8): set by train.checkpoint.Checkpointer.attach() ---
+        self.checkpointer: Any = None  # writes checkpoints at batch/epoch ends
+        self.resume_state: Any = None  # a checkpoint's position and progress to continue from
+        # [ddp/device] batches go to the model's device; under torchrun, steps run through
+        # DDP on this rank's slice of each global batch (see train/distributed.py).
+        self.device = model_device(model)
+        self.ddp = DataParallel(model, dist, seed=config.seed) if dist is not None else None
+        # compute/precision dispatch. Under DDP the autograd (reference) step runs through the
+        # DDP module; the fast step computes gradients by hand and all-reduces them itself.
+        autograd_ddp = self.ddp is not None and config.compute == "reference"
+        self.step = make_step(self.ddp.module if autograd_ddp else model, self.optimizer, config)
+        if self.ddp is not None and not autograd_ddp:
+            self.step.before_update = self.ddp.before_update
 
     def fit(self, start_epoch: int = 1) -> TrainResult:
         config = self.config
         result = TrainResult()
         has_valid = self.data.valid.nnz > 0
         epochs_without_gain = 0
+        # --- reliability (issue 8): continue from a checkpoint (see train/checkpoint.py) ---
+        start_batch, carry = 0, (0.0, 0)
+        if self.resume_state is not None:
+            resume = self.resume_state
+            result, epochs_without_gain = resume.result, resume.epochs_without_gain
+            start_epoch, start_batch, carry = resume.epoch, resume.batch, (resume.sse, resume.count)
+            self.best_state = resume.best_state
+            weights_changed = getattr(self.step, "weights_changed", None)
+            if weights_changed is not None:  # e.g. the fast step's bf16 weight copies
+                weights_changed()
+        if self.checkpointer is not None:
+            self.checkpointer.begin(result, epochs_without_gain)
+        # --- end reliability ---
         for epoch in range(start_epoch, config.epochs + 1):
-            record = self._run_epoch(epoch, has_valid)
+            try:
+                record = self._run_epoch(epoch, has_valid, start_batch, carry)
+            except TrainingError:
+                if self.best_state is not None:  # leave the model at its last good weights
+                    self.model.load_state_dict(self.best_state)
+                raise
+            start_batch, carry = 0, (0.0, 0)
             improved = False
             if has_valid and record.valid_rmse is not None:
                 if result.best_valid_rmse is None or record.valid_rmse < result.best_valid_rmse:
@@ -131,34 +168,59 @@ class Trainer:
                 self.on_epoch_end(record, improved)
             if config.early_stopping and epochs_without_gain >= config.early_stopping:
                 result.stopped_early = True
+            if self.checkpointer is not None:  # reliability (issue 8)
+                self.checkpointer.epoch_end(self, epoch, result, epochs_without_gain)
+            if result.stopped_early:
                 break
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         return result
 
-    def _run_epoch(self, epoch: int, has_valid: bool) -> EpochRecord:
+    def _run_epoch(
+        self,
+        epoch: int,
+        has_valid: bool,
+        start_batch: int = 0,
+        carry: tuple[float, int] = (0.0, 0),
+    ) -> EpochRecord:
+        """One epoch; `start_batch`/`carry` (batches done, their SSE and count) resume one
+        that a checkpoint interrupted, replaying the same (seed, epoch) order."""
         config = self.config
         self.model.train()
         order = epoch_order(self.train_rows, config.seed, epoch)
         n_batches = math.ceil(order.shape[0] / config.batch_size)
         lr = self.optimizer.param_groups[0]["lr"]
         start = time.perf_counter()
-        sse = 0.0
-        count = 0
-        batches = prefetch(
-            iter_row_batches(
-                self.data.train, order, config.batch_size, prepare=config.compute == "fast"
+        sse, count = carry
+        if self.ddp is not None:  # [ddp] this rank's slice of every global batch
+            if start_batch:
+                raise TrainingError(
+                    "resuming in the middle of an epoch is not supported under torchrun; "
+                    "resume single-process or from an epoch-end checkpoint"
+                )
+            batches = self.ddp.batches(self.data.train, order, config.batch_size)
+        else:
+            batches = iter_row_batches(
+                self.data.train,
+                order,
+                config.batch_size,
+                start=start_batch,
+                prepare=config.compute == "fast",
             )
-        )
+        batches = prefetch(batches)  # the next batch is built on a thread during this step
         bar = tqdm(
             batches,
             total=n_batches,
+            initial=start_batch,
             desc=f"epoch {epoch}/{config.epochs}",
             unit="batch",
             disable=not self.progress,
             leave=False,
         )
-        for index, batch in enumerate(bar):
+        for index, batch in enumerate(bar, start=start_batch):
+            if self.ddp is not None:  # [ddp] arm this slice's loss weights
+                self.ddp.begin_step(batch)
+            batch = batch.to(self.device)  # [device]
             step = self.step(batch)
             if not math.isfinite(step.loss):
                 raise TrainingError(
@@ -167,13 +229,20 @@ class Trainer:
                 )
             sse += step.sse
             count += step.count
+            if self.on_batch_end is not None:
+                self.on_batch_end(epoch, index, step)
+            if self.checkpointer is not None and index + 1 < n_batches:  # reliability
+                self.checkpointer.batch_end(self, epoch, index + 1, sse, count)
+        if self.ddp is not None:  # [ddp] replicas still agree; train RMSE over all ranks
+            sse, count = self.ddp.end_epoch(sse, count)
         if self.scheduler is not None:
             self.scheduler.step()
         epoch_seconds = time.perf_counter() - start
         valid_rmse = valid_mae = None
         eval_start = time.perf_counter()
         if has_valid:
-            v_sse, v_sae, v_n = evaluate_sse(
+            evaluate = self.ddp.evaluate_sse if self.ddp is not None else evaluate_sse  # [ddp]
+            v_sse, v_sae, v_n = evaluate(
                 self.model,
                 self.data.train,
                 self.data.valid,

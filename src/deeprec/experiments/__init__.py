@@ -1,0 +1,1 @@
+"""Experiment recipes and benchmark protocols."""

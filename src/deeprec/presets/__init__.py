@@ -1,0 +1,38 @@
+"""Training presets shipped inside the package (so they exist when deeprec is installed).
+
+The repository's ``configs/`` folder holds the same files for reading and editing; a test
+checks that the copies agree.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from deeprec.errors import ConfigError
+from deeprec.train.config import TrainConfig
+
+
+def preset_names() -> list[str]:
+    return sorted(
+        p.name.removesuffix(".yaml")
+        for p in resources.files(__name__).iterdir()
+        if p.name.endswith(".yaml")
+    )
+
+
+def preset_text(name: str) -> str:
+    resource = resources.files(__name__) / f"{name}.yaml"
+    if not resource.is_file():
+        raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(preset_names())}")
+    return resource.read_text()
+
+
+def load_preset(name: str) -> TrainConfig:
+    """The named preset as a validated TrainConfig."""
+    with resources.as_file(resources.files(__name__) / f"{name}.yaml") as path:
+        if not Path(path).is_file():
+            raise ConfigError(
+                f"unknown preset {name!r}; known presets: {', '.join(preset_names())}"
+            )
+        return TrainConfig.from_yaml(path)

@@ -1,0 +1,242 @@
+"""FastAPI app factory: /health, /model, /predict, /recommend over one loaded model.
+
+Every user mistake is a 4xx with a message naming the field: malformed JSON and wrong types
+(422, from the Pydantic schemas), out-of-scale or empty ratings (422, DataError), unknown
+user ids (404), oversized bodies (413, BodyLimitMiddleware), k or item lists over the limits
+(422). Handlers are ``async`` and call the model inline: a fold-in is one small forward pass
+(well under a millisecond), cheaper than a hop to a worker thread.
+"""
+
+# No `from __future__ import annotations` here: FastAPI must resolve the request models,
+# which are built per app inside create_app (their limits are per app), at runtime.
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Annotated, Any
+
+import numpy as np
+import torch
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+
+from deeprec.errors import DeepRecError, UnknownIdError
+from deeprec.recommend.foldin import fold_in_user
+from deeprec.recommend.ids import parse_ratings, resolve
+from deeprec.recommend.topn import top_k, user_index
+from deeprec.serve.batching import ForwardBatcher
+from deeprec.serve.limits import BodyLimitMiddleware
+
+log = logging.getLogger("deeprec.serve")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-request caps; they appear in the OpenAPI schema and in GET /model."""
+
+    max_body_bytes: int = 1_000_000
+    max_k: int = 1000
+    max_items: int = 10_000
+    max_ratings: int = 20_000
+
+
+RawId = StrictInt | StrictStr
+Rating = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+def _schemas(limits: Limits) -> tuple[type[BaseModel], type[BaseModel]]:
+    class _Who(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        user: RawId | None = Field(
+            None, description="A known user's raw id (exactly one of user and ratings)."
+        )
+        ratings: dict[str, Rating] | None = Field(
+            None,
+            max_length=limits.max_ratings,
+            description="A new user as {raw item id: rating}; ratings on the model's scale.",
+        )
+
+        @model_validator(mode="after")
+        def _one_of(self) -> Any:
+            if (self.user is None) == (self.ratings is None):
+                raise ValueError("give exactly one of 'user' (a known id) or 'ratings'")
+            return self
+
+    class PredictRequest(_Who):
+        items: list[RawId] = Field(
+            min_length=1, max_length=limits.max_items, description="Raw item ids to predict."
+        )
+
+    class RecommendRequest(_Who):
+        k: StrictInt = Field(10, ge=1, le=limits.max_k, description="Number of items.")
+        exclude_rated: bool = Field(True, description="Leave out items the user rated.")
+
+    return PredictRequest, RecommendRequest
+
+
+class Prediction(BaseModel):
+    item: RawId
+    prediction: float | None = Field(description="null when the item is unknown to the model")
+
+
+class PredictResponse(BaseModel):
+    user: RawId | None
+    predictions: list[Prediction]
+    unknown_items: list[RawId]
+    unknown_rated: list[RawId]
+    n_ratings_used: int | None
+
+
+class Scored(BaseModel):
+    item: RawId
+    score: float
+
+
+class RecommendResponse(BaseModel):
+    user: RawId | None
+    items: list[Scored]
+    unknown_rated: list[RawId]
+    n_ratings_used: int | None
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _validation_message(errors: list[Any]) -> list[dict[str, Any]]:
+    """Pydantic errors without the echoed input (bodies can be large) or exception objects."""
+    return [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
+        for e in errors
+    ]
+
+
+def create_app(
+    model: Any,
+    run_info: dict[str, Any] | None = None,
+    limits: Limits | None = None,
+    *,
+    batching: bool = True,
+):
+    """A FastAPI app serving `model` (a fitted Recommender); `run_info` is shown at /model.
+
+    With `batching` (default), user-based autoencoders run concurrent requests as one
+    forward pass (see deeprec.serve.batching); other models are called per request.
+    """
+    limits = limits or Limits()
+    model._check_fitted()
+    PredictRequest, RecommendRequest = _schemas(limits)
+    started = time.time()
+    info = {
+        "model": type(model).__name__,
+        "n_users": model.n_users,
+        "n_items": model.n_items,
+        "rating_range": list(model.rating_range_),
+        "orientation": getattr(model, "orientation", "user"),
+        "params": model.get_params(),
+        "limits": asdict(limits),
+        **(run_info or {}),
+    }
+    if hasattr(model, "module_"):
+        info["architecture"] = model.module_.architecture()  # the loaded weights decide
+
+    app = FastAPI(
+        title="deeprec",
+        summary="Deep-autoencoder recommendations for known and brand-new users.",
+        version="1",
+    )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_message(exc.errors())}, status_code=422)
+
+    @app.exception_handler(UnknownIdError)
+    async def _unknown(_request: Request, exc: UnknownIdError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(DeepRecError)
+    async def _bad(_request: Request, exc: DeepRecError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _bug(_request: Request, exc: Exception) -> JSONResponse:  # pragma: no cover
+        log.exception("internal error")
+        return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, 500)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        """Liveness: the model is loaded and answers."""
+        return {"status": "ok", "uptime_s": round(time.time() - started, 3)}
+
+    @app.get("/model")
+    async def model_info() -> dict[str, Any]:
+        """Metadata: dataset, architecture, metrics, limits."""
+        return info
+
+    batcher = ForwardBatcher.for_model(model) if batching else None
+    info["batching"] = batcher is not None
+    low, high = model.rating_range_
+
+    async def scores_of(user: Any, ratings: dict[str, float] | None) -> dict[str, Any]:
+        """Raw scores over all items, the rated item indices, and what was not used."""
+        if user is not None:
+            u = user_index(model, user)
+            lo, hi = model.train_.indptr[u], model.train_.indptr[u + 1]
+            index = model.train_.indices[lo:hi].astype(np.int64)
+            if batcher is not None:
+                scores = await batcher(index, model.train_.values[lo:hi])
+            else:
+                with torch.inference_mode():
+                    scores = model._score_users(np.array([u]))[0]
+            return {"scores": scores, "rated": index, "unknown": [], "used": None}
+        index, values, unknown = parse_ratings(model.item_ids_, ratings, model.rating_range_)
+        if batcher is not None:
+            scores = await batcher(index, values)
+        else:
+            with torch.inference_mode():
+                scores = fold_in_user(model, index, values)
+        return {"scores": scores, "rated": index, "unknown": unknown, "used": len(index)}
+
+    @app.post("/predict", response_model=PredictResponse)
+    async def predict(body: PredictRequest) -> dict[str, Any]:  # type: ignore[valid-type]
+        """Predicted ratings of `items` for a known `user` or a new user's `ratings`."""
+        got = await scores_of(body.user, body.ratings)
+        items, known = resolve(model.item_ids_, body.items)
+        preds = np.full(len(body.items), np.nan)
+        preds[known] = np.clip(got["scores"][items[known]], low, high)
+        return {
+            "user": body.user,
+            "predictions": [
+                {"item": item, "prediction": None if p != p else p}
+                for item, p in zip(body.items, preds.tolist(), strict=True)
+            ],
+            "unknown_items": [body.items[i] for i in np.flatnonzero(~known)],
+            "unknown_rated": [_plain(v) for v in got["unknown"]],
+            "n_ratings_used": got["used"],
+        }
+
+    @app.post("/recommend", response_model=RecommendResponse)
+    async def recommend(body: RecommendRequest) -> dict[str, Any]:  # type: ignore[valid-type]
+        """Top-k items (rated ones excluded) for a known `user` or a new user's `ratings`."""
+        got = await scores_of(body.user, body.ratings)
+        scores = torch.from_numpy(np.asarray(got["scores"], dtype=np.float64))[None, :]
+        rated = torch.from_numpy(got["rated"])
+        exclude = (torch.zeros_like(rated), rated) if body.exclude_rated else None
+        best, order, valid = top_k(scores, body.k, exclude)
+        keep = order[0][valid[0]].numpy()
+        values = np.clip(best[0][valid[0]].numpy(), low, high)
+        return {
+            "user": body.user,
+            "items": [
+                {"item": i, "score": v}
+                for i, v in zip(model.item_ids_[keep].tolist(), values.tolist(), strict=True)
+            ],
+            "unknown_rated": [_plain(v) for v in got["unknown"]],
+            "n_ratings_used": got["used"],
+        }
+
+    return app

@@ -1,0 +1,119 @@
+"""TrainConfig: unknown options and wrong types are ConfigErrors; every preset is valid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deeprec.errors import ConfigError
+from deeprec.train.config import TrainConfig
+from deeprec.train.trainer import build_model
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_unknown_option_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"unknown option.*hiden"):
+        TrainConfig.from_dict({"hiden": [8]})
+    with pytest.raises(ConfigError, match="--set learning_rate: unknown option"):
+        TrainConfig().with_overrides(["learning_rate=0.1"])
+    with pytest.raises(ConfigError, match="key=value"):
+        TrainConfig().with_overrides(["epochs"])
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"hidden": []}, "hidden"),
+        ({"hidden": "512"}, "hidden"),
+        ({"hidden": [512, 0]}, "hidden"),
+        ({"hidden": [512, 1.5]}, "hidden"),
+        ({"hidden": [True]}, "hidden"),
+        ({"activation": "gelu"}, "activation"),
+        ({"last_activation": 3}, "last_activation"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"dropout": "high"}, "dropout"),
+        ({"input_dropout": -0.1}, "input_dropout"),
+        ({"lr": 0}, "lr"),
+        ({"lr": "0.1"}, "lr"),
+        ({"momentum": -1}, "momentum"),
+        ({"epochs": 0}, "epochs"),
+        ({"epochs": 2.5}, "epochs"),
+        ({"batch_size": True}, "batch_size"),
+        ({"refeed_steps": -1}, "refeed_steps"),
+        ({"optimizer": "lbfgs"}, "optimizer"),
+        ({"orientation": "both"}, "orientation"),
+        ({"constrained": "yes"}, "constrained"),
+        ({"lr_schedule": "cosine"}, "lr_schedule"),
+        ({"lr_milestones": ["x"]}, "lr_milestones"),
+        ({"dropout_placement": "input"}, "dropout_placement"),
+    ],
+)
+def test_bad_values_raise_config_error_naming_the_field(values: dict, field: str) -> None:
+    with pytest.raises(ConfigError, match=field):
+        TrainConfig.from_dict(values, source="test.yaml")
+
+
+def test_set_values_are_parsed_as_yaml() -> None:
+    cfg = TrainConfig().with_overrides(["hidden=[64, 32]", "lr=0.01", "constrained=true"])
+    assert cfg.hidden == [64, 32] and cfg.lr == 0.01 and cfg.constrained is True
+    with pytest.raises(ConfigError, match="epochs must be an integer"):
+        TrainConfig().with_overrides(["epochs=many"])
+
+
+def test_yaml_round_trip(tmp_path) -> None:
+    cfg = TrainConfig(hidden=[32, 16], orientation="item", epochs=7)
+    path = tmp_path / "c.yaml"
+    path.write_text(cfg.to_yaml())
+    assert TrainConfig.from_yaml(path) == cfg
+
+
+def test_bad_yaml_files(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        TrainConfig.from_yaml(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        TrainConfig.from_yaml(tmp_path / "list.yaml")
+    (tmp_path / "broken.yaml").write_text("hidden: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        TrainConfig.from_yaml(tmp_path / "broken.yaml")
+
+
+PRESETS = sorted(CONFIGS.glob("*.yaml"))
+
+
+def test_the_expected_presets_exist() -> None:
+    names = {p.name for p in PRESETS}
+    expected = {
+        "netflix-full.yaml", "netflix-3m.yaml", "netflix-6m.yaml", "netflix-1y.yaml",
+        "ml-100k.yaml", "ml-1m.yaml", "quickstart.yaml",
+    }  # fmt: skip
+    assert expected <= names
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=[p.name for p in PRESETS])
+def test_every_preset_loads_validates_and_builds(path: Path) -> None:
+    cfg = TrainConfig.from_yaml(path)
+    model = build_model(cfg, 50)
+    assert model.hidden == cfg.hidden
+    # every key a preset sets is spelled out (no silent defaults for the architecture)
+    text = path.read_text()
+    for key in ("hidden", "activation", "dropout", "optimizer", "lr", "batch_size", "epochs"):
+        assert f"\n{key}:" in f"\n{text}", f"{path.name} does not set {key}"
+
+
+@pytest.mark.parametrize(
+    ("name", "hidden", "dropout"),
+    [
+        ("netflix-full", [512, 512, 1024], 0.8),
+        ("netflix-3m", [128, 256, 256], 0.65),
+        ("netflix-6m", [256, 256, 512], 0.8),
+        ("netflix-1y", [256, 256, 512], 0.8),
+    ],
+)
+def test_netflix_presets_follow_table_4(name: str, hidden: list[int], dropout: float) -> None:
+    cfg = TrainConfig.from_yaml(CONFIGS / f"{name}.yaml")
+    assert (cfg.hidden, cfg.dropout) == (hidden, dropout)
+    assert (cfg.optimizer, cfg.momentum, cfg.lr, cfg.batch_size) == ("sgd", 0.9, 0.005, 128)
+    assert (cfg.refeed_steps, cfg.activation, cfg.lr_schedule) == (1, "selu", "multistep")

@@ -1,0 +1,52 @@
+"""`deeprec quickstart` end to end at a tiny size (the default size takes a few minutes)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deeprec.errors import ConfigError
+from deeprec.presets import load_preset, preset_names, preset_text
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quickstart_runs_every_stage_at_a_tiny_size(tmp_path) -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = f"{ROOT / 'src'}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    out = tmp_path / "qs"
+    proc = subprocess.run(
+        [sys.executable, "-m", "deeprec", "quickstart", "--out", str(out), "--users", "300",
+         "--items", "60", "--ratings", "9000", "--set", "epochs=2", "--quiet"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    for stage in ("[1/4]", "[2/4]", "[3/4]", "[4/4]"):
+        assert stage in text
+    assert "netflix-3m" in text
+    assert "2005-09-01..2005-11-30" in text  # Table 1: the 3M training window
+    assert "test RMSE" in text and "predictions for user" in text
+    assert text.count("predicted") >= 1
+    assert (out / "run" / "best" / "model.json").is_file()
+    assert (out / "data" / "meta.json").is_file()
+    # a second run into the same folder refuses without --overwrite
+    again = subprocess.run(
+        [sys.executable, "-m", "deeprec", "quickstart", "--out", str(out), "--users", "300"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+def test_packaged_presets_equal_the_repository_configs() -> None:
+    names = preset_names()
+    assert "quickstart" in names
+    for name in names:
+        assert preset_text(name) == (ROOT / "configs" / f"{name}.yaml").read_text(), name
+        load_preset(name)
+    with pytest.raises(ConfigError, match="unknown preset"):
+        load_preset("nope")
