@@ -525,41 +525,42 @@ def _time_strategies(net: FastNet, batch: RowBatch, eligible) -> dict[str, float
     k_in = net.layers[0].param.shape[0]
     h = torch.zeros(batch.size, k, dtype=net.first.dtype).uniform_(-1, 1, generator=_gen())
     g_in = torch.zeros(batch.size, k_in, dtype=net.first.dtype).uniform_(-1, 1, generator=_gen())
-    rates: dict[str, float] = {}
+    first = net.layers[0]
 
-    def timed(fn) -> float:
-        fn()
-        best = float("inf")
-        for _ in range(3):
-            start = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - start)
-        net._grads.clear()
-        net._bias_grads.clear()
-        return best
+    def output(strategy: str):
+        def run() -> None:
+            net._grads.clear()
+            net._bias_grads.clear()
+            net.sparse_output_loss(h, batch, strategy, keep_dense=False)
 
+        return run
+
+    def dense_in() -> None:
+        x = _dense_input(batch, None, first.param.dtype)
+        net._linear(x, first)
+        net._linear_backward(g_in, x, first, need_input_grad=False)
+
+    def sparse_in() -> None:
+        sparse_rows_matmul(batch, net.storage(first.param))
+        sparse_cols_matmul(batch, g_in)
+
+    probes = {s: (output(s), _work(s, batch, k)) for s in eligible}
+    probes["input-dense"] = (dense_in, _work("input-dense", batch, k_in))
+    probes["input-sparse"] = (sparse_in, _work("input-sparse", batch, k_in))
+    best = dict.fromkeys(probes, float("inf"))
     with torch.no_grad():
-        for strategy in eligible:
-
-            def run(strategy=strategy):
-                net._grads.clear()
-                net._bias_grads.clear()
-                net.sparse_output_loss(h, batch, strategy, keep_dense=False)
-
-            rates[strategy] = timed(run) / _work(strategy, batch, k)
-        first = net.layers[0]
-
-        def dense_in() -> None:
-            x = _dense_input(batch, None, first.param.dtype)
-            net._linear(x, first)
-            net._linear_backward(g_in, x, first, need_input_grad=False)
-
-        def sparse_in() -> None:
-            sparse_rows_matmul(batch, net.storage(first.param))
-            sparse_cols_matmul(batch, g_in)
-
-        rates["input-dense"] = timed(dense_in) / _work("input-dense", batch, k_in)
-        rates["input-sparse"] = timed(sparse_in) / _work("input-sparse", batch, k_in)
+        for fn, _ in probes.values():
+            fn()  # warm-up: allocator, first-touch pages
+        # round-robin, min of 5: a burst of load from other processes hits one probe of
+        # every strategy, not all probes of one strategy
+        for _ in range(5):
+            for name, (fn, _) in probes.items():
+                start = time.perf_counter()
+                fn()
+                best[name] = min(best[name], time.perf_counter() - start)
+    net._grads.clear()
+    net._bias_grads.clear()
+    rates = {name: best[name] / work for name, (_, work) in probes.items()}
     net._grads, net._bias_grads = saved_grads, saved_bias
     return rates
 
