@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import load_movielens_dat
+from _speed_common import load_movielens_dat
 from deeprec.train.config import TrainConfig
 from deeprec.train.trainer import OrientedData, Trainer, build_model
 from train_speed import DEFAULT_DATA
