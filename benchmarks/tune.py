@@ -34,6 +34,11 @@ def main() -> None:
                     "best_epoch": model.best_epoch_,
                     "test": round(test["rmse"], 4),
                     "s": round(secs, 1),
+                    "curve": [
+                        round(r.valid_rmse, 4)
+                        for r in model.history_[4::5]
+                        if r.valid_rmse is not None
+                    ],
                     **params,
                 }
             ),

@@ -1,25 +1,12 @@
-"""Shared fixtures: where the real datasets live, and skipping cleanly when they are absent."""
+"""Fixtures shared by every test folder (helpers to import live in shared_data.py)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(
-    os.environ.get(
-        "DEEPREC_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-    )
-).resolve()
-
-
-def shared_file(*parts: str) -> Path:
-    """Path of a file in ../shared/data, skipping the test when it is not there."""
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"real data not available: {path}")
-    return path
+from shared_data import SHARED_DATA
 
 
 @pytest.fixture

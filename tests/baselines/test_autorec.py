@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from baseline_synthetic import low_rank_ratings, single_torch_thread, tiny_frame  # noqa: F401
 
 from deeprec.baselines import AutoRec
+
+from .baseline_synthetic import low_rank_ratings, single_torch_thread, tiny_frame  # noqa: F401
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from baseline_synthetic import single_torch_thread, tiny_frame  # noqa: F401
 
 from deeprec.base import KNOWN_MODELS, Recommender, load_model
 from deeprec.baselines import AutoRec, BiasedMF, BiasOnly
 from deeprec.data.dataset import PreparedDataset
 from deeprec.errors import ConfigError
+
+from .baseline_synthetic import single_torch_thread, tiny_frame  # noqa: F401
 
 FACTORIES = {
     "bias": lambda seed=0: BiasOnly(reg_user=2.0, reg_item=2.0),

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from baseline_synthetic import low_rank_ratings, single_torch_thread  # noqa: F401
 
 from deeprec.baselines import BiasedMF, BiasOnly
+
+from .baseline_synthetic import low_rank_ratings, single_torch_thread  # noqa: F401
 
 
 def test_recovers_low_rank_model_near_noise_level():

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from baseline_synthetic import single_torch_thread  # noqa: F401
 
-from conftest import shared_file
 from deeprec.base import load_model
 from deeprec.baselines import AutoRec, BiasedMF, BiasOnly
 from deeprec.experiments.protocols import movielens_100k_folds
+from shared_data import shared_file
+
+from .baseline_synthetic import single_torch_thread  # noqa: F401
 
 MARGIN = 0.15
 

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from datahelpers import tree_digest
 
 from deeprec.data.dataset import PreparedDataset
 from deeprec.data.prepare import prepare_dataset
 from deeprec.data.synth import synthesize
 from deeprec.errors import DataError
+
+from .datahelpers import tree_digest
 
 
 def test_prepare_twice_is_byte_identical_and_meta_complete(tmp_path):

@@ -10,8 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from conftest import shared_file
 from deeprec.data.readers import guess_format, read_ratings, resolve_files
+from shared_data import shared_file
 
 pytestmark = pytest.mark.realdata
 

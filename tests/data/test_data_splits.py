@@ -7,11 +7,12 @@ import warnings
 import numpy as np
 import polars as pl
 import pytest
-from datahelpers import write_netflix_tree
 
 from deeprec.data.prepare import prepare_dataset
 from deeprec.data.splits import parse_split
 from deeprec.errors import DataError, DataWarning
+
+from .datahelpers import write_netflix_tree
 
 # (movie, user, rating, date). Users 1..6, movies 1..4.
 ROWS = [

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from datahelpers import tree_digest
 
 from deeprec.data.prepare import prepare_dataset
 from deeprec.data.readers import read_ratings, resolve_files
 from deeprec.data.synth import generate, synthesize
+
+from .datahelpers import tree_digest
 
 
 def test_generate_sizes_values_and_structure():

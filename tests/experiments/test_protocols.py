@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import shared_file
 from deeprec.baselines import BiasOnly
 from deeprec.errors import DataError
 from deeprec.experiments.protocols import (
@@ -16,6 +15,7 @@ from deeprec.experiments.protocols import (
     random_splits,
     run_protocol,
 )
+from shared_data import shared_file
 
 
 def _ratings(n: int = 600, seed: int = 0) -> pd.DataFrame:

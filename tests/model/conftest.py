@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from model_data import split_frame, synthetic_frame
 
 from deeprec.data.dataset import PreparedDataset
+
+from .model_data import split_frame, synthetic_frame
 
 
 @pytest.fixture

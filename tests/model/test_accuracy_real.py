@@ -1,9 +1,12 @@
 """Accuracy on real data that can fail (skipped when ../shared/data is absent).
 
 - ML-100K u1.base/u1.test (validation: a seeded 5% of u1.base): a short CPU run of the
-  tuned item-based configuration reaches test RMSE < 0.95.
+  item-based ml-100k preset, with mini-batches so that 25 epochs suffice (the full preset
+  trains full-batch for ~130 epochs), reaches test RMSE < 0.95.
 - ML-1M users 1-2999, time split (latest 10% by time, 50/50 valid/test): below the
-  bias-only baseline (mu + b_u + b_i, regularised, as Surprise's BaselineOnly) computed here.
+  bias-only baseline (mu + b_u + b_i, regularised, as Surprise's BaselineOnly) computed here,
+  after 90 full-batch epochs of the item-based ml-1m preset with the stronger L2 of the
+  ml-100k preset (which converges faster: validation 0.900 at epoch 85 in the tuning runs).
 """
 
 from __future__ import annotations
@@ -11,11 +14,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from model_data import shared_file
 
 from deeprec.data.prepare import prepare_dataset
 from deeprec.estimator import DeepRec
 from deeprec.presets import load_preset
+
+from .model_data import shared_file
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
@@ -48,7 +52,7 @@ def test_ml100k_u1_short_run_below_095() -> None:
     base = shared_file("ml-100k", "u1.base")
     test = shared_file("ml-100k", "u1.test")
     dataset = prepare_dataset([base, test], "movielens", "given", seed=0, valid_fraction=0.05)
-    model = _fit(dataset, "ml-100k", epochs=25)
+    model = _fit(dataset, "ml-100k", epochs=25, batch_size=256, lr=0.003, weight_decay=0.003)
     result = model.score(dataset, "test")
     assert result["n"] == 19_963  # u1.test less its 37 ratings of items absent from u1.base
     assert result["rmse"] < 0.95, result
@@ -60,6 +64,6 @@ def test_ml1m_subset_time_split_beats_bias_only() -> None:
     dataset = prepare_dataset([path], "movielens", "time-quantile:0.9", seed=0)
     baseline = bias_only_rmse(dataset)
     assert 0.85 < baseline < 1.0  # sanity: the baseline itself is sensible
-    model = _fit(dataset, "ml-1m", epochs=15)
+    model = _fit(dataset, "ml-1m", epochs=90, weight_decay=0.001)
     result = model.score(dataset, "test")
     assert result["rmse"] < baseline, (result, baseline)

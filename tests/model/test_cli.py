@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from model_data import split_frame, synthetic_frame
+
+from .model_data import split_frame, synthetic_frame
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 

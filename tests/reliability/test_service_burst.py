@@ -176,7 +176,7 @@ def test_burst_of_malformed_requests(served):
     for kind, index, status, body in results:
         counts[kind] += 1
         if kind == "good":
-            assert status == 200 and body == expected[index], (goods[index], status, body)
+            assert status == 200 and _same(body, expected[index]), (goods[index], status, body)
         else:
             want = bads[index][2]
             assert 400 <= status < 500 and "detail" in body, (bads[index][:2], status, body)
@@ -187,4 +187,24 @@ def test_burst_of_malformed_requests(served):
     with httpx.Client(base_url=base, timeout=30) as client:
         assert client.get("/health").json()["status"] == "ok"
         after = [_post(client, path, body).json() for path, body in goods]
-    assert after == expected
+    assert all(_same(a, e) for a, e in zip(after, expected, strict=True))
+
+
+def _same(got, want, tol: float = 1e-5) -> bool:
+    """Equal answers; scores may differ in the last float32 bits when the server's
+    micro-batcher computes a request together with others (another matmul blocking)."""
+    if isinstance(want, dict):
+        return (
+            isinstance(got, dict)
+            and got.keys() == want.keys()
+            and all(_same(got[k], want[k], tol) for k in want)
+        )
+    if isinstance(want, list):
+        return (
+            isinstance(got, list)
+            and len(got) == len(want)
+            and all(_same(g, w, tol) for g, w in zip(got, want, strict=True))
+        )
+    if isinstance(want, float) and isinstance(got, (int, float)):
+        return abs(got - want) <= tol * max(1.0, abs(want))
+    return got == want

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import shared_file
 from deeprec import DeepRec
 from deeprec.recommend.honesty import fold_in_honesty, low_rank_ratings
+from shared_data import shared_file
 
 
 def test_folded_in_users_beat_bias_only_and_match_seen_users():

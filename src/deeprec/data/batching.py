@@ -1,14 +1,32 @@
-"""Mini-batches of rating rows from a CSR matrix, built with vectorised NumPy/PyTorch."""
+"""Mini-batches of rating rows from a CSR matrix, built with vectorised NumPy/PyTorch.
+
+A batch keeps its ratings as sparse triplets in row order (with CSR row offsets, which is what
+`embedding_bag` wants for X @ W) and, on demand, in column order (for X^T @ G, the weight
+gradient of a sparse layer). Batches can be built ahead of use on a background thread
+(`prefetch`), so batch building overlaps the matmuls of the previous step.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, fields, is_dataclass, replace
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 
 import numpy as np
 import torch
 
 from deeprec.data.sparse import CSRMatrix
+
+
+@dataclass
+class ColumnOrder:
+    """The batch's ratings sorted by column: bags of ratings per column for X^T @ G."""
+
+    perm: torch.Tensor  # int64 (nnz,): rating order sorted by column (stable)
+    local: torch.Tensor  # int64 (nnz,): row within the batch of each sorted rating
+    offsets: torch.Tensor  # int64 (n_cols + 1,): CSC column pointers
+    values: torch.Tensor  # (nnz,) values in column order
 
 
 @dataclass
@@ -20,6 +38,9 @@ class RowBatch:
     cols: torch.Tensor  # int64 (nnz,) column of each rating
     values: torch.Tensor  # float32 (nnz,)
     n_cols: int
+    offsets: torch.Tensor | None = None  # int64 (size + 1,) row pointers into cols/values
+    _by_col: ColumnOrder | None = field(default=None, repr=False)
+    _union: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
 
     @property
     def size(self) -> int:
@@ -34,6 +55,10 @@ class RowBatch:
         moved = {f.name: _to_device(getattr(self, f.name), device) for f in fields(self) if f.init}
         return replace(self, **moved)
 
+    @property
+    def nnz(self) -> int:
+        return int(self.cols.shape[0])
+
     def dense(self, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
         """Dense (batch, n_cols) ratings and 0/1 mask (a 0 rating keeps mask 1), built on the
         device the batch's tensors live on."""
@@ -43,6 +68,52 @@ class RowBatch:
         x[self.local, self.cols] = self.values.to(dtype)
         mask[self.local, self.cols] = 1.0
         return x, mask
+
+    def row_offsets(self) -> torch.Tensor:
+        if self.offsets is None:
+            counts = torch.bincount(self.local, minlength=self.size)
+            offsets = torch.zeros(self.size + 1, dtype=torch.int64)
+            torch.cumsum(counts, 0, out=offsets[1:])
+            self.offsets = offsets
+        return self.offsets
+
+    def by_column(self) -> ColumnOrder:
+        """Ratings grouped by column (computed once, vectorised)."""
+        if self._by_col is None:
+            cols = self.cols.numpy()
+            # a stable sort of uint16 keys is a radix sort: ~15x faster than on int64
+            keys = cols.astype(np.uint16) if self.n_cols <= 1 << 16 else cols
+            perm = np.argsort(keys, kind="stable")
+            counts = np.bincount(cols, minlength=self.n_cols)
+            offsets = np.zeros(self.n_cols + 1, dtype=np.int64)
+            np.cumsum(counts, out=offsets[1:])
+            perm_t = torch.from_numpy(perm.astype(np.int64, copy=False))
+            self._by_col = ColumnOrder(
+                perm=perm_t,
+                local=self.local[perm_t],
+                offsets=torch.from_numpy(offsets),
+                values=self.values[perm_t],
+            )
+        return self._by_col
+
+    def column_union(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sorted distinct columns U, position in U of every rating's column)."""
+        if self._union is None:
+            by_col = self.by_column()
+            counts = by_col.offsets[1:] - by_col.offsets[:-1]
+            union = torch.nonzero(counts, as_tuple=True)[0]
+            position = torch.empty(self.n_cols, dtype=torch.int64)
+            position[union] = torch.arange(union.shape[0], dtype=torch.int64)
+            self._union = (union, position[self.cols])
+        return self._union
+
+    def prepare(self, *, by_column: bool = True) -> RowBatch:
+        """Compute the derived index structures now (on the prefetch thread), not in the step."""
+        self.row_offsets()
+        if by_column:
+            self.by_column()
+            self.column_union()
+        return self
 
 
 def _to_device(value, device: torch.device):
@@ -60,13 +131,22 @@ def _to_device(value, device: torch.device):
 
 
 def row_batch(matrix: CSRMatrix, rows: np.ndarray) -> RowBatch:
-    local, cols, values = matrix.select_rows(rows)
+    """The given rows as one batch, gathered from the CSR arrays without Python loops."""
+    rows = np.asarray(rows, dtype=np.int64)
+    starts = matrix.indptr[rows]
+    lengths = matrix.indptr[rows + 1] - starts
+    offsets = np.zeros(rows.shape[0] + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    total = int(offsets[-1])
+    local = np.repeat(np.arange(rows.shape[0], dtype=np.int64), lengths)
+    flat = np.arange(total, dtype=np.int64) + np.repeat(starts - offsets[:-1], lengths)
     return RowBatch(
-        rows=np.asarray(rows),
+        rows=rows,
         local=torch.from_numpy(local),
-        cols=torch.from_numpy(cols),
-        values=torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)),
+        cols=torch.from_numpy(matrix.indices[flat].astype(np.int64)),
+        values=torch.from_numpy(np.ascontiguousarray(matrix.values[flat], dtype=np.float32)),
         n_cols=matrix.shape[1],
+        offsets=torch.from_numpy(offsets),
     )
 
 
@@ -78,8 +158,64 @@ def epoch_order(rows: np.ndarray, seed: int, epoch: int) -> np.ndarray:
 
 
 def iter_row_batches(
-    matrix: CSRMatrix, order: np.ndarray, batch_size: int, start: int = 0
+    matrix: CSRMatrix,
+    order: np.ndarray,
+    batch_size: int,
+    start: int = 0,
+    *,
+    prepare: bool = False,
 ) -> Iterator[RowBatch]:
     """Every row in `order`, the last partial batch included (the reference code drops it)."""
     for begin in range(start * batch_size, order.shape[0], batch_size):
-        yield row_batch(matrix, order[begin : begin + batch_size])
+        batch = row_batch(matrix, order[begin : begin + batch_size])
+        yield batch.prepare() if prepare else batch
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterable[RowBatch], depth: int = 2) -> Iterator[RowBatch]:
+    """Iterate `items` with up to `depth` of them built ahead on a background thread.
+
+    NumPy and PyTorch release the GIL in their kernels, so building the next batch overlaps
+    the current step. Exceptions in the builder are re-raised in the consumer; closing the
+    generator early stops the builder.
+    """
+    if depth <= 0:
+        yield from items
+        return
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buffer.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put(_DONE)
+        except BaseException as exc:  # surfaced in the consumer
+            buffer.put(exc)
+
+    thread = threading.Thread(target=produce, name="deeprec-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                buffer.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)

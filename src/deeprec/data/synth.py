@@ -204,11 +204,17 @@ def generate(
 def _draw_light(
     rng: np.random.Generator, users: np.ndarray, counts: np.ndarray, cdf: np.ndarray, n_items: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct popularity-weighted items per user: draw, de-duplicate, top up the shortfall
-    (top-ups draw twice the shortfall and trim the excess, so few rounds are needed)."""
-    local = np.arange(users.shape[0], dtype=np.int64)
+    """Distinct popularity-weighted items per user: draw, de-duplicate, top up the shortfall.
+
+    Top-ups draw twice the shortfall and trim the excess, so few rounds are needed; users
+    that are complete leave the working set, so later rounds only sort the few left.
+    """
+    n = users.shape[0]
+    local = np.arange(n, dtype=np.int64)
     counts = counts.astype(np.int64)
-    keys = np.zeros(0, dtype=np.int64)
+    keys = np.zeros(0, dtype=np.int64)  # sorted user*n_items+item of unfinished users
+    done: list[np.ndarray] = []
+    finished = np.zeros(n, dtype=bool)
     need = counts
     for round_no in range(40):
         if int(need.sum()) == 0:
@@ -220,7 +226,14 @@ def _draw_light(
         owner = merged // n_items
         rank = np.arange(merged.shape[0]) - np.searchsorted(owner, local)[owner]
         keys = merged[rank < counts[owner]]
-        need = counts - np.bincount(keys // n_items, minlength=local.shape[0])
+        have = np.bincount(keys // n_items, minlength=n)
+        need = np.where(finished, 0, counts - have)
+        newly = (need == 0) & ~finished
+        finished |= newly
+        leaving = newly[keys // n_items]
+        done.append(keys[leaving])
+        keys = keys[~leaving]
+    keys = np.sort(np.concatenate([*done, keys]))
     who = keys // n_items
     return users[who], (keys % n_items).astype(np.int64)
 

@@ -24,17 +24,28 @@ def param_groups(params, config: TrainConfig) -> list[dict]:
 
 
 def build_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
+    """compute=fast uses the fused (one kernel over all tensors) variants where torch has them."""
     params = param_groups(params, config)
+    fast = {"fused": True} if config.compute == "fast" else {}
     if config.optimizer == "sgd":
         return torch.optim.SGD(
-            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+            params,
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            **fast,
         )
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, **fast)
     if config.optimizer == "adagrad":
-        return torch.optim.Adagrad(params, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.Adagrad(params, lr=config.lr, weight_decay=config.weight_decay, **fast)
+    foreach = {"foreach": True} if fast else {}  # no fused RMSprop in torch
     return torch.optim.RMSprop(
-        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        params,
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        **foreach,
     )
 
 

@@ -6,6 +6,7 @@ plug in; all of them must give the same loss and gradients as `reference_step`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 
 from deeprec.data.batching import RowBatch
 from deeprec.model.autoencoder import AutoEncoder
+from deeprec.train.config import TrainConfig
 from deeprec.train.loss import masked_mse, masked_sse
 
 
@@ -33,7 +35,7 @@ def reference_step(
 ) -> StepResult:
     """NVIDIA's procedure: update on (x, f(x)) with the observed mask, then `refeed_steps`
     updates on (y, f(y)) with a full mask, where y = f(x) detached (section 2.2)."""
-    x, mask = batch.dense()
+    x, mask = batch.dense(dtype=model.encoder_weights[0].dtype)
     inputs = F.dropout(x, p=input_dropout, training=True) if input_dropout > 0 else x
     optimizer.zero_grad(set_to_none=True)
     out = model(inputs)
@@ -52,3 +54,39 @@ def reference_step(
         y = out_y.detach()
     count = int(batch.values.shape[0])
     return StepResult(sse=sse, count=count, loss=float(loss.detach()))
+
+
+StepFunction = Callable[[RowBatch], StepResult]
+
+
+def make_step(
+    model: AutoEncoder, optimizer: torch.optim.Optimizer, config: TrainConfig
+) -> StepFunction:
+    """The step function for config.compute / config.precision (the trainer's one dispatch).
+
+    compute=reference runs NVIDIA's dense math (bf16 through autocast, as a GPU port would);
+    compute=fast runs `deeprec.train.fast_step.FastStep` (same loss and gradients, less work).
+    """
+    if config.compute == "fast":
+        from deeprec.train.fast_step import FastStep
+
+        return FastStep(
+            model,
+            optimizer,
+            precision=config.precision,
+            refeed_steps=config.refeed_steps,
+            input_dropout=config.input_dropout,
+        )
+    autocast = config.precision == "bf16"
+
+    def step(batch: RowBatch) -> StepResult:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            return reference_step(
+                model,
+                optimizer,
+                batch,
+                refeed_steps=config.refeed_steps,
+                input_dropout=config.input_dropout,
+            )
+
+    return step

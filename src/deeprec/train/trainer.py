@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from deeprec.data.batching import epoch_order, iter_row_batches
+from deeprec.data.batching import epoch_order, iter_row_batches, prefetch
 from deeprec.data.dataset import PreparedDataset
 from deeprec.data.sparse import CSRMatrix
 from deeprec.errors import TrainingError
@@ -26,7 +26,7 @@ from deeprec.train.config import TrainConfig
 from deeprec.train.distributed import DataParallel, DistContext, model_device
 from deeprec.train.evaluation import evaluate_sse
 from deeprec.train.optim import build_optimizer, build_scheduler
-from deeprec.train.step import StepResult, reference_step
+from deeprec.train.step import StepResult, make_step
 
 
 @dataclass
@@ -117,7 +117,12 @@ class Trainer:
         # DDP on this rank's slice of each global batch (see train/distributed.py).
         self.device = model_device(model)
         self.ddp = DataParallel(model, dist, seed=config.seed) if dist is not None else None
-        self.step_model = self.ddp.module if self.ddp is not None else model
+        # compute/precision dispatch. Under DDP the autograd (reference) step runs through the
+        # DDP module; the fast step computes gradients by hand and all-reduces them itself.
+        autograd_ddp = self.ddp is not None and config.compute == "reference"
+        self.step = make_step(self.ddp.module if autograd_ddp else model, self.optimizer, config)
+        if self.ddp is not None and not autograd_ddp:
+            self.step.before_update = self.ddp.before_update
 
     def fit(self, start_epoch: int = 1) -> TrainResult:
         config = self.config
@@ -131,6 +136,9 @@ class Trainer:
             result, epochs_without_gain = resume.result, resume.epochs_without_gain
             start_epoch, start_batch, carry = resume.epoch, resume.batch, (resume.sse, resume.count)
             self.best_state = resume.best_state
+            weights_changed = getattr(self.step, "weights_changed", None)
+            if weights_changed is not None:  # e.g. the fast step's bf16 weight copies
+                weights_changed()
         if self.checkpointer is not None:
             self.checkpointer.begin(result, epochs_without_gain)
         # --- end reliability ---
@@ -192,7 +200,14 @@ class Trainer:
                 )
             batches = self.ddp.batches(self.data.train, order, config.batch_size)
         else:
-            batches = iter_row_batches(self.data.train, order, config.batch_size, start=start_batch)
+            batches = iter_row_batches(
+                self.data.train,
+                order,
+                config.batch_size,
+                start=start_batch,
+                prepare=config.compute == "fast",
+            )
+        batches = prefetch(batches)  # the next batch is built on a thread during this step
         bar = tqdm(
             batches,
             total=n_batches,
@@ -206,13 +221,7 @@ class Trainer:
             if self.ddp is not None:  # [ddp] arm this slice's loss weights
                 self.ddp.begin_step(batch)
             batch = batch.to(self.device)  # [device]
-            step = reference_step(
-                self.step_model,
-                self.optimizer,
-                batch,
-                refeed_steps=config.refeed_steps,
-                input_dropout=config.input_dropout,
-            )
+            step = self.step(batch)
             if not math.isfinite(step.loss):
                 raise TrainingError(
                     f"loss became {step.loss} at epoch {epoch}, batch {index + 1}/{n_batches}; "
@@ -239,6 +248,7 @@ class Trainer:
                 self.data.valid,
                 batch_size=config.eval_batch_size,
                 clip=self.rating_range,
+                compute=config.compute,
             )
             valid_rmse = math.sqrt(v_sse / v_n)
             valid_mae = v_sae / v_n

@@ -1,0 +1,187 @@
+"""One training epoch at Netflix scale (synthetic data), paper's Full architecture.
+
+    flock /tmp/deeprec-heavy.lock env PYTHONPATH=src /work/venv/bin/python \
+        benchmarks/netflix_scale_epoch.py --batches 60 --out docs/results/netflix_scale_epoch.json
+
+480,189 users x 17,768 items, ~100M ratings generated in-process (vectorised NumPy: log-normal
+ratings per user, Zipf-like item popularity, no duplicate (user, item) pairs). Model
+n,512,512,1024,dp0.8,512,512,n, SELU, momentum SGD, batch 128, compute=fast; fp32 and bf16,
+without and with one re-feed step. A full epoch is 3,752 batches: unless --batches 0, the
+script times a fixed number of batches (round-robin in chunks across the four settings, so
+load from other work hits all alike) and extrapolates; the output says which.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _speed_common import profile_steps
+from deeprec.data.batching import epoch_order, iter_row_batches, prefetch
+from deeprec.data.sparse import CSRMatrix
+from deeprec.train.config import TrainConfig
+from deeprec.train.optim import build_optimizer
+from deeprec.train.step import make_step
+from deeprec.train.trainer import build_model
+
+N_USERS, N_ITEMS, TARGET = 480_189, 17_768, 100_480_507
+
+
+def synthetic_netflix(seed: int = 0, chunk: int = 40_000) -> CSRMatrix:
+    """User x item CSR with Netflix's shape; generated in user chunks to bound memory."""
+    rng = np.random.default_rng(seed)
+    counts = rng.lognormal(mean=np.log(TARGET / N_USERS) - 0.5, sigma=1.0, size=N_USERS)
+    counts = np.clip(np.round(counts * TARGET / counts.sum()), 1, N_ITEMS // 2).astype(np.int64)
+    popularity = 1.0 / (np.arange(N_ITEMS) + 20.0) ** 0.8
+    cdf = np.cumsum(rng.permutation(popularity))
+    cdf /= cdf[-1]
+    indptr = np.zeros(N_USERS + 1, dtype=np.int64)
+    cols_parts, value_parts = [], []
+    for begin in range(0, N_USERS, chunk):
+        c = counts[begin : begin + chunk]
+        local = np.repeat(np.arange(c.shape[0], dtype=np.int64), c)
+        items = np.searchsorted(cdf, rng.random(local.shape[0]))
+        keys = np.unique(local * N_ITEMS + items)  # sorted by (user, item), duplicates gone
+        rows = keys // N_ITEMS
+        cols_parts.append((keys % N_ITEMS).astype(np.int32))
+        value_parts.append(rng.integers(1, 6, size=keys.shape[0]).astype(np.float32))
+        indptr[begin + 1 : begin + c.shape[0] + 1] = np.bincount(rows, minlength=c.shape[0])
+    np.cumsum(indptr, out=indptr)
+    return CSRMatrix(
+        indptr=indptr,
+        indices=np.concatenate(cols_parts),
+        values=np.concatenate(value_parts),
+        shape=(N_USERS, N_ITEMS),
+    )
+
+
+def rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batches", type=int, default=60, help="timed batches; 0 = full epoch")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--chunk", type=int, default=10, help="batches per round-robin turn")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    report: dict = {"threads": args.threads, "load_average_before": os.getloadavg()}
+    start = time.perf_counter()
+    matrix = synthetic_netflix()
+    report["data"] = {
+        "users": matrix.shape[0],
+        "items": matrix.shape[1],
+        "ratings": matrix.nnz,
+        "generate_seconds": round(time.perf_counter() - start, 1),
+        "peak_rss_gb_after_generation": round(rss_gb(), 2),
+    }
+    print(json.dumps(report["data"]), file=sys.stderr, flush=True)
+    rows = np.flatnonzero(matrix.row_lengths() > 0)
+    order = epoch_order(rows, 1, 1)
+    batch_size = 128
+    n_batches = math.ceil(rows.shape[0] / batch_size)
+    timed = n_batches if args.batches <= 0 else min(args.batches, n_batches)
+    settings = {}
+    for refeed in (0, 1):
+        for precision in ("fp32", "bf16"):
+            config = TrainConfig(
+                hidden=[512, 512, 1024],
+                dropout=0.8,
+                activation="selu",
+                optimizer="sgd",
+                lr=0.005 if refeed else 0.001,
+                momentum=0.9,
+                batch_size=batch_size,
+                refeed_steps=refeed,
+                compute="fast",
+                precision=precision,
+            )
+            torch.manual_seed(0)
+            model = build_model(config, matrix.shape[1])
+            optimizer = build_optimizer(model.parameters(), config)
+            settings[f"fast-{precision}-refeed{refeed}"] = {
+                "step": make_step(model, optimizer, config),
+                "seconds": 0.0,
+                "ratings": 0,
+                "sse": 0.0,
+            }
+    warm = list(
+        iter_row_batches(matrix, order[: args.warmup * batch_size], batch_size, prepare=True)
+    )
+    for state in settings.values():
+        for batch in warm:
+            state["step"](batch)
+    # round-robin turns of `chunk` batches; each turn times a prefetched stream
+    begin = args.warmup
+    end = args.warmup + timed
+    turn = 0
+    while begin < end:
+        stop = min(begin + args.chunk, end)
+        names = list(settings) if turn % 2 == 0 else list(reversed(settings))
+        for name in names:
+            state = settings[name]
+            stream = prefetch(
+                iter_row_batches(
+                    matrix, order[begin * batch_size : stop * batch_size], batch_size, prepare=True
+                )
+            )
+            t0 = time.perf_counter()
+            for batch in stream:
+                result = state["step"](batch)
+                state["ratings"] += result.count
+                state["sse"] += result.sse
+            state["seconds"] += time.perf_counter() - t0
+        print(f"batches {begin}..{stop} done", file=sys.stderr, flush=True)
+        begin = stop
+        turn += 1
+    profile_batch = list(
+        iter_row_batches(
+            matrix, order[end * batch_size : (end + 4) * batch_size], batch_size, prepare=True
+        )
+    )
+    runs = {}
+    for name, state in settings.items():
+        per_batch = state["seconds"] / timed
+        epoch = per_batch * n_batches
+        runs[name] = {
+            "timed_batches": timed,
+            "seconds_per_batch": round(per_batch, 4),
+            "epoch_seconds": round(epoch, 1),
+            "epoch_seconds_is": "measured" if timed == n_batches else "extrapolated",
+            "ratings_per_second": round(state["ratings"] / state["seconds"]),
+            "train_rmse_timed_batches": round(math.sqrt(state["sse"] / state["ratings"]), 4),
+            "breakdown": profile_steps(state["step"], profile_batch),
+            "output_strategy_counts": state["step"].planner.counts,
+        }
+    report["epoch_batches"] = n_batches
+    report["runs"] = runs
+    report["peak_rss_gb"] = round(rss_gb(), 2)
+    report["load_average_after"] = os.getloadavg()
+    report["targets"] = {
+        "bf16 refeed1 epoch < 300 s": runs["fast-bf16-refeed1"]["epoch_seconds"],
+        "fp32 refeed1 epoch < 480 s": runs["fast-fp32-refeed1"]["epoch_seconds"],
+        "bf16 refeed0 epoch < 120 s": runs["fast-bf16-refeed0"]["epoch_seconds"],
+        "peak memory < 12 GB": report["peak_rss_gb"],
+    }
+    text = json.dumps(report, indent=2, default=str)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

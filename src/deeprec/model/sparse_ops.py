@@ -1,0 +1,51 @@
+"""Sparse products of a rating batch with dense matrices, as `embedding_bag` sums.
+
+With S the batch's (rows x n) sparse rating matrix and W an (n, d) row-major table:
+- S @ W   = one bag per batch row over the rows of W it rated, weighted by the ratings;
+- S^T @ G = one bag per column over the batch rows of G that rated it (G is tiny: batch x d).
+Both read each needed row once, contiguously, and never build the dense (rows x n) matrix.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from deeprec.data.batching import RowBatch
+
+
+def bag_sum(
+    table: torch.Tensor, index: torch.Tensor, offsets: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
+    """out[j] = sum_{t in bag j} weights[t] * table[index[t]]; offsets has n_bags + 1 entries."""
+    return F.embedding_bag(
+        index,
+        table,
+        offsets,
+        mode="sum",
+        per_sample_weights=weights.to(table.dtype),
+        include_last_offset=True,
+    )
+
+
+def sparse_rows_matmul(
+    batch: RowBatch, table: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """S @ table for S = the batch's ratings (or `weights` at the same positions): (rows, d)."""
+    values = batch.values if weights is None else weights
+    return bag_sum(table, batch.cols, batch.row_offsets(), values)
+
+
+def sparse_cols_matmul(
+    batch: RowBatch, dense: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """S^T @ dense for S = the batch's ratings (or `weights`, in row order): (n_cols, d)."""
+    by_col = batch.by_column()
+    values = by_col.values if weights is None else weights[by_col.perm]
+    return bag_sum(dense, by_col.local, by_col.offsets, values)
+
+
+def column_sums(batch: RowBatch, weights: torch.Tensor) -> torch.Tensor:
+    """sum over rows of S where S holds `weights` at the batch's positions: (n_cols,)."""
+    out = torch.zeros(batch.n_cols, dtype=weights.dtype)
+    return out.index_add_(0, batch.cols, weights)

@@ -1,0 +1,701 @@
+"""The fast training step: same loss and gradients as `reference_step`, less work.
+
+What differs from the reference (NVIDIA's) procedure, and why it is the same math:
+- The first layer reads the sparse batch with `embedding_bag` (S @ W1^T) instead of a dense
+  (batch x n) matmul; its weight gradient S^T @ G is an `embedding_bag` too. For this the
+  first encoder weight is stored input-major (its transpose is contiguous): same shape, same
+  values, same state_dict, only the memory order differs.
+- The loss needs the outputs at observed entries only, so the output layer is computed by one
+  of four strategies, picked per batch by a cost model calibrated with a one-off timing on the
+  first real batch: `dense` (reference GEMMs), `sparse` (dense forward GEMM, backward as two
+  `embedding_bag`s over the observed entries), `union` (GEMMs on the batch's distinct
+  columns only) or `gather` (one dot product per observed rating). With re-feeding the dense
+  f(x) is the next input, so only strategies with a dense forward are eligible.
+- Forward and backward are written out by hand (no autograd graph): activation gradients use
+  the fused ATen backward kernels, dropout noise is drawn exactly like `F.dropout` (same
+  generator calls, same shapes), the loss and its gradient are one pass over the nnz values.
+- precision="bf16": GEMMs read persistent bf16 copies of the weights, refreshed once after
+  every optimizer step (`WeightMirror`); fp32 master weights, fp32 bias/activations/loss and
+  fp32 sparse (`embedding_bag`) work. Gradients from bf16 GEMMs are rounded to bf16.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from deeprec.data.batching import RowBatch
+from deeprec.errors import ConfigError
+from deeprec.model.autoencoder import AutoEncoder
+from deeprec.model.sparse_ops import column_sums, sparse_cols_matmul, sparse_rows_matmul
+from deeprec.train.precision import WeightMirror, low_precision_dtype
+from deeprec.train.step import StepResult
+
+OUTPUT_STRATEGIES = ("dense", "sparse", "union", "gather")
+INPUT_STRATEGIES = ("dense", "sparse")
+DENSE_FORWARD = ("dense", "sparse")  # strategies that produce the full f(x) for re-feeding
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+_aten = torch.ops.aten
+
+
+def activation_backward(name: str, grad: torch.Tensor, z: torch.Tensor, y: torch.Tensor):
+    """d act(z) / dz applied to grad, with y = act(z), using ATen's fused backward kernels."""
+    if name == "identity":
+        return grad
+    if name == "relu":
+        return _aten.threshold_backward(grad, y, 0)
+    if name == "relu6":
+        return _aten.hardtanh_backward(grad, z, 0.0, 6.0)
+    if name == "sigmoid":
+        return _aten.sigmoid_backward(grad, y)
+    if name == "tanh":
+        return _aten.tanh_backward(grad, y)
+    if name == "elu":
+        return _aten.elu_backward(grad, 1.0, 1, 1, True, y)
+    if name == "selu":
+        return _aten.elu_backward(grad, _SELU_ALPHA, _SELU_SCALE, 1, True, y)
+    if name == "lrelu":
+        return _aten.leaky_relu_backward(grad, z, 0.01, False)
+    if name == "swish":
+        return _aten.silu_backward(grad, z)
+    raise ConfigError(f"no fast backward for activation {name!r}")
+
+
+def use_input_major_first_layer(model: AutoEncoder) -> None:
+    """Store encoder_weights[0] (shape (h1, n)) so that its transpose (n, h1) is contiguous.
+
+    Values, shape and state_dict keys are unchanged; state_dict() returns contiguous tensors
+    (a hook), so checkpoints and safetensors files look exactly as before.
+    """
+    weight = model.encoder_weights[0]
+    if not weight.t().is_contiguous():
+        with torch.no_grad():
+            weight.data = weight.data.t().contiguous().t()
+    if not getattr(model, "_deeprec_contiguous_state", False):
+        model._register_state_dict_hook(_contiguous_state_dict)
+        model._deeprec_contiguous_state = True
+
+
+def _contiguous_state_dict(module, state_dict, prefix, local_metadata):
+    for key, value in state_dict.items():
+        # keep_vars=True callers (jit tracing, ONNX export) want the live Parameters: leave them.
+        if isinstance(value, nn.Parameter):
+            continue
+        if isinstance(value, torch.Tensor) and not value.is_contiguous():
+            state_dict[key] = value.contiguous()
+    return state_dict
+
+
+@dataclass
+class _Layer:
+    param: nn.Parameter  # weight parameter
+    transposed: bool  # the layer's (out, in) matrix is param.t() (tied decoder)
+    bias: nn.Parameter
+    act: str
+    dropout: float
+
+
+@dataclass
+class _Saved:
+    """What the backward pass needs from the forward pass of one layer."""
+
+    inp: torch.Tensor | None  # layer input (after the previous dropout); None for sparse input
+    z: torch.Tensor
+    y: torch.Tensor  # act(z), before dropout
+    noise: torch.Tensor | None
+
+
+class FastNet:
+    """Hand-written forward/backward of an AutoEncoder over sparse batches (see module doc)."""
+
+    def __init__(self, model: AutoEncoder, precision: str = "fp32") -> None:
+        use_input_major_first_layer(model)
+        self.model = model
+        self.lowp = low_precision_dtype(precision)
+        n_hidden = len(model.hidden)
+        drop = model.dropout if model.dropout_placement != "none" else 0.0
+        layers: list[_Layer] = []
+        for i in range(n_hidden):
+            is_code = i == n_hidden - 1
+            p = drop if (model.dropout_placement == "all" or is_code) else 0.0
+            layers.append(
+                _Layer(
+                    model.encoder_weights[i],
+                    False,
+                    model.encoder_biases[i],
+                    model.activation_name,
+                    p,
+                )
+            )
+        for i in range(n_hidden):
+            last = i == n_hidden - 1
+            if model.constrained:
+                param, transposed = model.encoder_weights[n_hidden - 1 - i], True
+            else:
+                param, transposed = model.decoder_weights[i], False
+            p = drop if (model.dropout_placement == "all" and not last) else 0.0
+            act = model.last_activation_name if last else model.activation_name
+            layers.append(_Layer(param, transposed, model.decoder_biases[i], act, p))
+        self.layers = layers
+        self.first = model.encoder_weights[0]
+        self._params = list(dict.fromkeys(layer.param for layer in layers))
+        self._mirror: WeightMirror | None = None
+        self._mirror_index: dict[int, int] = {}
+        if self.lowp is not None:
+            masters = [self.storage(p) for p in self._params]
+            self._mirror = WeightMirror(masters, self.lowp)
+            self._mirror_index = {id(p): i for i, p in enumerate(self._params)}
+        self._grads: dict[int, torch.Tensor] = {}
+        self._bias_grads: dict[int, torch.Tensor] = {}
+
+    # ----------------------------------------------------------- layouts
+    def stored_t(self, param: torch.Tensor) -> bool:
+        return param is self.first
+
+    def storage(self, param: torch.Tensor, low: bool = False) -> torch.Tensor:
+        """The contiguous matrix holding param (param, or param.t() for the first layer)."""
+        if low and self._mirror is not None:
+            return self._mirror.copies[self._mirror_index[id(param)]]
+        return param.t() if self.stored_t(param) else param
+
+    def used(self, layer: _Layer, low: bool = False) -> torch.Tensor:
+        """The layer's (out, in) matrix as a view of its storage."""
+        s = self.storage(layer.param, low)
+        return s if self.stored_t(layer.param) == layer.transposed else s.t()
+
+    def _uses_storage_rows(self, layer: _Layer) -> bool:
+        """True when the (out, in) matrix is its contiguous storage (rows = output units)."""
+        return self.stored_t(layer.param) == layer.transposed
+
+    def parameters(self) -> list[nn.Parameter]:
+        """Every trained parameter, each once (tied weights included once)."""
+        seen = {}
+        for layer in self.layers:
+            seen.setdefault(id(layer.param), layer.param)
+            seen.setdefault(id(layer.bias), layer.bias)
+        return list(seen.values())
+
+    def out_width(self) -> int:
+        """Width of the output layer's input (the last decoder hidden size)."""
+        layer = self.layers[-1]
+        return int(layer.param.shape[0 if layer.transposed else 1])
+
+    @contextmanager
+    def optimizer_layout(self) -> Iterator[None]:
+        """During optimizer.step(), show the first weight as its contiguous (n, h1) storage.
+
+        Fused optimizers copy non-contiguous tensors in and out (~3x the update's memory
+        traffic); transposing the view costs nothing. Its optimizer state is therefore kept
+        as (n, h1); `keep_optimizer_state_in_param_layout` converts on save/load."""
+        p = self.first
+        p.data = p.data.t()
+        if p.grad is not None:
+            p.grad = p.grad.t()
+        try:
+            yield
+        finally:
+            p.data = p.data.t()
+            if p.grad is not None:
+                p.grad = p.grad.t()
+
+    def refresh(self) -> None:
+        """Re-cast the bf16 weight copies after the optimizer changed the masters."""
+        if self._mirror is not None:
+            self._mirror.refresh()
+
+    # ---------------------------------------------------------- gradients
+    def _add_grad(self, param: torch.Tensor, grad_storage: torch.Tensor) -> None:
+        key = id(param)
+        if key in self._grads:
+            self._grads[key].add_(grad_storage)
+        else:
+            self._grads[key] = grad_storage
+
+    def _add_bias_grad(self, bias: torch.Tensor, grad: torch.Tensor) -> None:
+        key = id(bias)
+        if key in self._bias_grads:
+            self._bias_grads[key].add_(grad)
+        else:
+            self._bias_grads[key] = grad
+
+    def publish_grads(self) -> None:
+        """Hand the accumulated gradients to the parameters (layout = the parameter's)."""
+        for layer in self.layers:
+            p = layer.param
+            if id(p) in self._grads:
+                g = self._grads.pop(id(p))
+                p.grad = g.t() if self.stored_t(p) else g
+            b = layer.bias
+            if id(b) in self._bias_grads:
+                b.grad = self._bias_grads.pop(id(b))
+
+    # ------------------------------------------------------ dense layers
+    def _linear(self, h: torch.Tensor, layer: _Layer) -> torch.Tensor:
+        if self.lowp is not None:
+            w = self.used(layer, low=True)
+            return torch.add(layer.bias, torch.mm(h.to(self.lowp), w.t()))
+        return torch.addmm(layer.bias, h, self.used(layer).t())
+
+    def _linear_backward(
+        self, gz: torch.Tensor, h: torch.Tensor, layer: _Layer, need_input_grad: bool
+    ) -> torch.Tensor | None:
+        self._add_bias_grad(layer.bias, gz.sum(0))
+        rows = self._uses_storage_rows(layer)
+        if self.lowp is not None:
+            gzl, hl = gz.to(self.lowp), h.to(self.lowp)
+            gw = (torch.mm(gzl.t(), hl) if rows else torch.mm(hl.t(), gzl)).float()
+            self._add_grad(layer.param, gw)
+            if need_input_grad:
+                return torch.mm(gzl, self.used(layer, low=True)).float()
+            return None
+        gw = torch.mm(gz.t(), h) if rows else torch.mm(h.t(), gz)
+        self._add_grad(layer.param, gw)
+        return torch.mm(gz, self.used(layer)) if need_input_grad else None
+
+    # ----------------------------------------------------- hidden layers
+    def _activate(self, z: torch.Tensor, layer: _Layer, train: bool) -> _Saved:
+        y = self.model.act(z)
+        noise = None
+        if train and layer.dropout > 0:
+            noise = torch.empty_like(y).bernoulli_(1 - layer.dropout)
+            noise.div_(1 - layer.dropout)
+        return _Saved(inp=None, z=z, y=y, noise=noise)
+
+    def hidden_forward(
+        self,
+        batch: RowBatch | None,
+        dense: torch.Tensor | None,
+        *,
+        train: bool,
+        input_strategy: str = "sparse",
+        input_values: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, list[_Saved]]:
+        """Encoder and decoder up to (not including) the output layer.
+
+        Input is the sparse batch (first pass) or a dense matrix (re-feeding, `dense`)."""
+        saved: list[_Saved] = []
+        first = self.layers[0]
+        if dense is None:
+            assert batch is not None
+            if input_strategy == "sparse":
+                z = sparse_rows_matmul(batch, self.storage(first.param), input_values)
+                z = z.add_(first.bias)
+                inp = None
+            else:
+                inp = _dense_input(batch, input_values, first.param.dtype)
+                z = self._linear(inp, first)
+        else:
+            inp = dense
+            z = self._linear(dense, first)
+        state = self._activate(z, first, train)
+        state.inp = inp
+        saved.append(state)
+        h = state.y if state.noise is None else state.y * state.noise
+        for layer in self.layers[1:-1]:
+            z = self._linear(h, layer)
+            state = self._activate(z, layer, train)
+            state.inp = h
+            saved.append(state)
+            h = state.y if state.noise is None else state.y * state.noise
+        return h, saved
+
+    def hidden_backward(
+        self,
+        gh: torch.Tensor,
+        saved: list[_Saved],
+        batch: RowBatch | None,
+        input_values: torch.Tensor | None,
+    ) -> None:
+        for index in range(len(saved) - 1, -1, -1):
+            layer, state = self.layers[index], saved[index]
+            if state.noise is not None:
+                gh = gh * state.noise
+            gz = activation_backward(layer.act, gh, state.z, state.y)
+            if index > 0:
+                gh = self._linear_backward(gz, state.inp, layer, need_input_grad=True)
+            elif state.inp is not None:
+                self._linear_backward(gz, state.inp, layer, need_input_grad=False)
+            else:  # sparse input: S^T @ gz in the input-major storage layout
+                assert batch is not None
+                self._add_bias_grad(layer.bias, gz.sum(0))
+                self._add_grad(layer.param, sparse_cols_matmul(batch, gz, input_values))
+
+    # ----------------------------------------------------- output layer
+    def output_dense(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z, act(z)) of the output layer over all columns."""
+        out_layer = self.layers[-1]
+        z = self._linear(h, out_layer)
+        return z, self.model.last_act(z)
+
+    def sparse_output_loss(
+        self, h: torch.Tensor, batch: RowBatch, strategy: str, *, keep_dense: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Masked MSE at the observed entries; accumulates the output layer's gradients.
+
+        Returns (gradient w.r.t. h, dense f(x) if keep_dense else None), and stores the loss
+        terms in self.last_sse / self.last_count."""
+        layer = self.layers[-1]
+        act_name = layer.act
+        count = max(batch.nnz, 1)
+        dense_out = None
+        if strategy in ("dense", "sparse"):
+            z, out = self.output_dense(h)
+            dense_out = out
+            z_obs = z[batch.local, batch.cols]
+            y_obs = out[batch.local, batch.cols]
+        elif strategy == "union":
+            union, position = batch.column_union()
+            w_sub = self.used(layer, low=self.lowp is not None)[union]
+            hl = h if self.lowp is None else h.to(self.lowp)
+            z_sub = torch.add(layer.bias[union], torch.mm(hl, w_sub.t()))
+            z_obs = z_sub[batch.local, position]
+            y_obs = self.model.last_act(z_obs)
+        elif strategy == "gather":
+            w = self.used(layer)
+            z_obs = (w[batch.cols] * h[batch.local]).sum(1).add_(layer.bias[batch.cols])
+            y_obs = self.model.last_act(z_obs)
+        else:
+            raise ConfigError(f"unknown output strategy {strategy!r}; one of {OUTPUT_STRATEGIES}")
+        diff = y_obs - batch.values.to(y_obs.dtype)
+        self.last_sse = float(torch.dot(diff, diff))
+        self.last_count = batch.nnz
+        g_obs = activation_backward(act_name, diff * (2.0 / count), z_obs, y_obs)
+        if strategy == "dense":
+            g = torch.zeros_like(z)
+            g[batch.local, batch.cols] = g_obs
+            gh = self._linear_backward(g, h, layer, need_input_grad=True)
+        elif strategy == "union":
+            g = torch.zeros(h.shape[0], union.shape[0], dtype=g_obs.dtype)
+            g[batch.local, position] = g_obs
+            gh = self._union_backward(g, h, layer, union, w_sub)
+        else:  # sparse and gather: backward touches only the observed entries
+            gh = self._sparse_output_backward(g_obs, h, batch, layer)
+        if not keep_dense:
+            dense_out = None
+        return gh, dense_out
+
+    def _sparse_output_backward(
+        self, g_obs: torch.Tensor, h: torch.Tensor, batch: RowBatch, layer: _Layer
+    ) -> torch.Tensor:
+        w = self.used(layer)  # fp32 master, rows = output columns (contiguous)
+        self._add_bias_grad(layer.bias, column_sums(batch, g_obs))
+        self._add_grad(layer.param, self._in_storage(layer, sparse_cols_matmul(batch, h, g_obs)))
+        return sparse_rows_matmul(batch, w, g_obs)
+
+    def _union_backward(
+        self, g: torch.Tensor, h: torch.Tensor, layer: _Layer, union: torch.Tensor, w_sub
+    ) -> torch.Tensor:
+        bias_grad = torch.zeros_like(layer.bias)
+        bias_grad[union] = g.sum(0)
+        self._add_bias_grad(layer.bias, bias_grad)
+        if self.lowp is not None:
+            gl, hl = g.to(self.lowp), h.to(self.lowp)
+            sub = torch.mm(gl.t(), hl).float()
+            gh = torch.mm(gl, w_sub).float()
+        else:
+            sub = torch.mm(g.t(), h)
+            gh = torch.mm(g, w_sub)
+        full = torch.zeros(layer.bias.shape[0], h.shape[1], dtype=sub.dtype)
+        full[union] = sub
+        self._add_grad(layer.param, self._in_storage(layer, full))
+        return gh
+
+    def _in_storage(self, layer: _Layer, grad_used: torch.Tensor) -> torch.Tensor:
+        """A gradient w.r.t. the (out, in) matrix, in the parameter's storage layout."""
+        if self._uses_storage_rows(layer):
+            return grad_used
+        return grad_used.t().contiguous()  # pragma: no cover - not produced by FastNet layouts
+
+    def dense_output_backward(self, g: torch.Tensor, h: torch.Tensor, z, out) -> torch.Tensor:
+        layer = self.layers[-1]
+        gz = activation_backward(layer.act, g, z, out)
+        return self._linear_backward(gz, h, layer, need_input_grad=True)
+
+    # ---------------------------------------------------------- inference
+    @torch.no_grad()
+    def predict(self, batch: RowBatch, input_strategy: str = "sparse") -> torch.Tensor:
+        h, _ = self.hidden_forward(batch, None, train=False, input_strategy=input_strategy)
+        return self.output_dense(h)[1]
+
+
+def _dense_input(
+    batch: RowBatch, values: torch.Tensor | None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    x = torch.zeros(batch.size, batch.n_cols, dtype=dtype)
+    x[batch.local, batch.cols] = (batch.values if values is None else values).to(dtype)
+    return x
+
+
+# --------------------------------------------------------------- planning
+def _work(strategy: str, batch: RowBatch, k: int, union: int | None = None) -> float:
+    """Analytic work units of one output-layer forward+backward (GEMM MACs; memory-bound
+    gathers weighted x8). Only ratios within a strategy matter: each strategy's seconds per
+    unit is measured."""
+    b, n, nnz = batch.size, batch.n_cols, batch.nnz
+    if strategy == "dense":
+        return 3.0 * b * n * k
+    if strategy == "sparse":
+        return b * n * k + 16.0 * nnz * k
+    if strategy == "union":
+        u = union if union is not None else int(batch.column_union()[0].shape[0])
+        return 3.0 * b * u * k + 8.0 * (u + n) * k
+    if strategy == "gather":
+        return 24.0 * nnz * k
+    if strategy == "input-dense":
+        return 2.0 * b * n * k
+    if strategy == "input-sparse":
+        return 16.0 * nnz * k + n * k
+    raise ValueError(strategy)
+
+
+_CALIBRATION: dict[tuple, dict[str, float]] = {}
+
+
+class Planner:
+    """Chooses the input and output strategies per batch: argmin over eligible strategies of
+    (measured seconds per work unit) x (the batch's work units)."""
+
+    def __init__(self, net: FastNet, *, refeed: bool, output: str = "auto", inputs: str = "auto"):
+        self.net = net
+        self.output = os.environ.get("DEEPREC_OUTPUT_STRATEGY", output)
+        self.inputs = os.environ.get("DEEPREC_INPUT_STRATEGY", inputs)
+        eligible = DENSE_FORWARD if refeed else OUTPUT_STRATEGIES
+        if self.output != "auto" and self.output not in eligible:
+            raise ConfigError(
+                f"output strategy {self.output!r} not possible here; choose from {eligible}"
+            )
+        if self.inputs != "auto" and self.inputs not in INPUT_STRATEGIES:
+            raise ConfigError(f"input strategy {self.inputs!r}; choose from {INPUT_STRATEGIES}")
+        self.eligible = eligible
+        self.rates: dict[str, float] | None = None
+        self.counts: dict[str, int] = {}
+
+    def _key(self, batch: RowBatch) -> tuple:
+        first = self.net.layers[0]
+        return (
+            batch.n_cols,
+            first.param.shape[0],
+            self.net.out_width(),
+            str(self.net.lowp),
+            first.param.dtype,
+            torch.get_num_threads(),
+            self.eligible,
+        )
+
+    def calibrate(self, batch: RowBatch) -> dict[str, float]:
+        """Seconds per work unit of each strategy, timed once per process and shape on a real
+        batch (weights read, never written; no random numbers drawn)."""
+        key = self._key(batch)
+        if key not in _CALIBRATION:
+            _CALIBRATION[key] = _time_strategies(self.net, batch, self.eligible)
+        return _CALIBRATION[key]
+
+    def choose(self, batch: RowBatch) -> tuple[str, str]:
+        need_out = self.output == "auto"
+        need_in = self.inputs == "auto"
+        if (need_out or need_in) and self.rates is None:
+            self.rates = self.calibrate(batch)
+        out, inp = self.output, self.inputs
+        k_out = self.net.out_width()
+        k_in = self.net.layers[0].param.shape[0]
+        if need_out:
+            assert self.rates is not None
+            out = min(self.eligible, key=lambda s: self.rates[s] * _work(s, batch, k_out))
+        if need_in:
+            assert self.rates is not None
+            inp = min(
+                INPUT_STRATEGIES,
+                key=lambda s: self.rates[f"input-{s}"] * _work(f"input-{s}", batch, k_in),
+            )
+        self.counts[out] = self.counts.get(out, 0) + 1
+        return inp, out
+
+
+def _time_strategies(net: FastNet, batch: RowBatch, eligible) -> dict[str, float]:
+    saved_grads, saved_bias = dict(net._grads), dict(net._bias_grads)
+    k = net.out_width()
+    k_in = net.layers[0].param.shape[0]
+    h = torch.zeros(batch.size, k, dtype=net.first.dtype).uniform_(-1, 1, generator=_gen())
+    g_in = torch.zeros(batch.size, k_in, dtype=net.first.dtype).uniform_(-1, 1, generator=_gen())
+    first = net.layers[0]
+
+    def output(strategy: str):
+        def run() -> None:
+            net._grads.clear()
+            net._bias_grads.clear()
+            net.sparse_output_loss(h, batch, strategy, keep_dense=False)
+
+        return run
+
+    def dense_in() -> None:
+        x = _dense_input(batch, None, first.param.dtype)
+        net._linear(x, first)
+        net._linear_backward(g_in, x, first, need_input_grad=False)
+
+    def sparse_in() -> None:
+        sparse_rows_matmul(batch, net.storage(first.param))
+        sparse_cols_matmul(batch, g_in)
+
+    probes = {s: (output(s), _work(s, batch, k)) for s in eligible}
+    probes["input-dense"] = (dense_in, _work("input-dense", batch, k_in))
+    probes["input-sparse"] = (sparse_in, _work("input-sparse", batch, k_in))
+    best = dict.fromkeys(probes, float("inf"))
+    with torch.no_grad():
+        for fn, _ in probes.values():
+            fn()  # warm-up: allocator, first-touch pages
+        # round-robin, min of 5: a burst of load from other processes hits one probe of
+        # every strategy, not all probes of one strategy
+        for _ in range(5):
+            for name, (fn, _) in probes.items():
+                start = time.perf_counter()
+                fn()
+                best[name] = min(best[name], time.perf_counter() - start)
+    net._grads.clear()
+    net._bias_grads.clear()
+    rates = {name: best[name] / work for name, (_, work) in probes.items()}
+    net._grads, net._bias_grads = saved_grads, saved_bias
+    return rates
+
+
+def _gen() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
+
+
+# ------------------------------------------------------------------ step
+class FastStep:
+    """Callable with reference_step's signature (minus model/optimizer), doing the fast math."""
+
+    def __init__(
+        self,
+        model: AutoEncoder,
+        optimizer: torch.optim.Optimizer,
+        *,
+        precision: str = "fp32",
+        refeed_steps: int = 0,
+        input_dropout: float = 0.0,
+        output_strategy: str = "auto",
+        input_strategy: str = "auto",
+    ) -> None:
+        self.net = FastNet(model, precision)
+        self.optimizer = optimizer
+        keep_optimizer_state_in_param_layout(optimizer, self.net.first)
+        self.refeed_steps = refeed_steps
+        self.input_dropout = input_dropout
+        self.planner = Planner(
+            self.net, refeed=refeed_steps > 0, output=output_strategy, inputs=input_strategy
+        )
+        # Called with every parameter's gradient set (all contiguous) right before each
+        # optimizer step: the place for a distributed all-reduce. The fast path computes
+        # gradients by hand, so DDP's autograd hooks never fire.
+        self.before_update: Callable[[list[nn.Parameter]], None] | None = None
+
+    def weights_changed(self) -> None:
+        """Call after the model's weights were replaced (checkpoint restore): refreshes the
+        bf16 copies the step computes with."""
+        self.net.refresh()
+
+    def _update(self) -> None:
+        self.net.publish_grads()
+        with self.net.optimizer_layout():
+            if self.before_update is not None:
+                self.before_update(self.net.parameters())
+            self.optimizer.step()
+        self.net.refresh()
+
+    def __call__(self, batch: RowBatch) -> StepResult:
+        net = self.net
+        input_strategy, strategy = self.planner.choose(batch)
+        values = batch.values
+        if self.input_dropout > 0:
+            keep = 1 - self.input_dropout
+            values = values * torch.empty_like(values).bernoulli_(keep).div_(keep)
+        values = values.to(net.first.dtype)
+        in_values = None if self.input_dropout == 0 else values
+        with torch.no_grad():
+            h, saved = net.hidden_forward(
+                batch, None, train=True, input_strategy=input_strategy, input_values=in_values
+            )
+            gh, y = net.sparse_output_loss(h, batch, strategy, keep_dense=self.refeed_steps > 0)
+            sse, count = net.last_sse, net.last_count
+            net.hidden_backward(gh, saved, batch, in_values)
+            self._update()
+            for _ in range(self.refeed_steps):
+                assert y is not None
+                y = self._refeed(y)
+        return StepResult(sse=sse, count=count, loss=sse / max(count, 1))
+
+    def _refeed(self, y: torch.Tensor) -> torch.Tensor:
+        """One update on (y, f(y)) with a full mask; returns f(y) (the next re-feed input)."""
+        net = self.net
+        h, saved = net.hidden_forward(None, y, train=True)
+        z, out = net.output_dense(h)
+        g = (out - y).mul_(2.0 / out.numel())
+        gh = net.dense_output_backward(g, h, z, out)
+        net.hidden_backward(gh, saved, None, None)
+        self._update()
+        return out
+
+
+def keep_optimizer_state_in_param_layout(optimizer: torch.optim.Optimizer, first) -> None:
+    """The first weight's optimizer state lives as (n, h1) (see FastNet.optimizer_layout);
+    state_dict() returns it in the parameter's (h1, n) layout and load_state_dict() accepts
+    that layout, so checkpoints are the same whichever compute mode wrote them."""
+    if getattr(optimizer, "_deeprec_first_layout", None) is not None:
+        return
+    optimizer._deeprec_first_layout = first
+
+    def index_of_first() -> int | None:
+        index = 0
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if p is first:
+                    return index
+                index += 1
+        return None
+
+    def transpose_state(state_dict: dict) -> dict:
+        index = index_of_first()
+        entry = state_dict["state"].get(index)
+        if entry is not None:
+            state_dict["state"][index] = {
+                k: (v.t().contiguous() if isinstance(v, torch.Tensor) and v.dim() == 2 else v)
+                for k, v in entry.items()
+            }
+        return state_dict
+
+    def post_save(opt, state_dict):
+        return transpose_state(state_dict)
+
+    def pre_load(opt, state_dict):
+        state = dict(state_dict)
+        state["state"] = dict(state_dict["state"])
+        return transpose_state(state)
+
+    optimizer.register_state_dict_post_hook(post_save)
+    optimizer.register_load_state_dict_pre_hook(pre_load)
+
+
+def check_supported(model: AutoEncoder) -> None:
+    """Raise ConfigError if FastNet cannot run this model's activations."""
+    probe = torch.zeros(1)
+    for name in {model.activation_name, model.last_activation_name}:
+        activation_backward(name, probe, probe, probe)
+
+
+__all__ = [
+    "INPUT_STRATEGIES",
+    "OUTPUT_STRATEGIES",
+    "FastNet",
+    "FastStep",
+    "Planner",
+    "activation_backward",
+    "use_input_major_first_layer",
+]

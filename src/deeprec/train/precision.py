@@ -1,0 +1,50 @@
+"""Low-precision weight mirrors: bf16 copies of fp32 master weights, refreshed once per update.
+
+Autocast re-casts every weight on every forward (and again for every re-feed pass). Here each
+weight is cast once, right after the optimizer step that changed it, into a persistent bf16
+buffer; the matmuls read the bf16 copy, the optimizer keeps updating fp32 masters.
+"""
+
+from __future__ import annotations
+
+import torch
+
+LOW_PRECISION = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def low_precision_dtype(precision: str) -> torch.dtype | None:
+    """None for full precision, else the matmul dtype."""
+    return LOW_PRECISION[precision]
+
+
+def bf16_matmul_supported() -> bool:
+    """Whether this CPU runs bf16 matmuls natively (AMX or AVX-512 BF16); else bf16 is slow."""
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except AttributeError:  # pragma: no cover - older torch
+        return True
+    if capability not in ("AVX512", "AMX"):  # AVX2-only CPUs emulate bf16 dot products
+        return False
+    try:
+        flags = open("/proc/cpuinfo").read()  # noqa: SIM115 - one read, Linux only
+    except OSError:
+        return True
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+class WeightMirror:
+    """Persistent low-precision copies of a set of contiguous fp32 tensors."""
+
+    def __init__(self, masters: list[torch.Tensor], dtype: torch.dtype) -> None:
+        self.masters = masters
+        self.copies = [torch.empty_like(m, dtype=dtype) for m in masters]
+        self.refresh()
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        """Re-cast every master into its copy (one pass, no allocation)."""
+        if hasattr(torch, "_foreach_copy_"):
+            torch._foreach_copy_(self.copies, self.masters)
+            return
+        for master, copy in zip(self.masters, self.copies, strict=True):  # pragma: no cover
+            copy.copy_(master)
