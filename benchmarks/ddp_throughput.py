@@ -20,6 +20,7 @@ import io
 import json
 import os
 import platform
+import shlex
 import socket
 import statistics
 import subprocess
@@ -103,7 +104,7 @@ def run_setting(data: Path, work: Path, ranks: int, threads: int, epochs: int) -
         "epoch_seconds_all": [round(r["epoch_seconds"], 3) for r in records],
         "valid_rmse": records[-1]["valid_rmse"],
         "wall_seconds": wall,
-        "command": " ".join(cmd),
+        "command": f"OMP_NUM_THREADS={threads} {shlex.join(cmd)}",
     }
 
 
