@@ -47,9 +47,9 @@ def read_ratings_file(path: Path) -> dict[Any, float]:
 
 
 def _model(run: Path):
-    from deeprec.serve.runner import load_run
+    from deeprec.train.run_dir import load_run_model
 
-    return load_run(run)[0]
+    return load_run_model(run)
 
 
 def recommend(
@@ -118,13 +118,11 @@ def rank_eval(
     ] = None,
 ) -> None:
     """precision@k, recall@k, NDCG@k, MAP@k on held-out ratings (Spark MLlib definitions)."""
-    from deeprec.data.dataset import PreparedDataset
     from deeprec.recommend.metrics import evaluate_ranking
-    from deeprec.train.run_dir import RunDir
+    from deeprec.train.run_dir import load_run_dataset
 
     model = _model(run)
-    data_dir = data or Path(RunDir(run).read_json("dataset.json")["path"])
-    dataset = PreparedDataset.load(data_dir)
+    _, dataset = load_run_dataset(run, data)
     result = evaluate_ranking(model, dataset, split, k=k, threshold=threshold)
     typer.echo(json.dumps({"split": split, **result}))
 

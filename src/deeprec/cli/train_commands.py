@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from deeprec.errors import CheckpointError, DataError
+from deeprec.errors import DataError
 
 
 def register(app: typer.Typer) -> None:
@@ -83,18 +83,6 @@ def train(
         typer.echo(json.dumps(summary, indent=2, default=str))
 
 
-def _load_run_model(run: Path):
-    from deeprec.base import load_model
-    from deeprec.safe_files import refuse_pickle
-    from deeprec.train.run_dir import RunDir
-
-    refuse_pickle(run, what="run directory or model")
-    best = RunDir(run).best
-    if not best.exists():
-        raise CheckpointError(f"{run} has no best/ model: is it a finished deeprec run directory?")
-    return load_model(best)
-
-
 def evaluate(
     run: Annotated[Path, typer.Option(help="Run directory from `deeprec train`.")],
     split: Annotated[str, typer.Option(help="train, valid or test.")] = "test",
@@ -103,12 +91,10 @@ def evaluate(
     ] = None,
 ) -> None:
     """Print one JSON object with rmse, mae and n of the run's best model on a split."""
-    from deeprec.data.dataset import PreparedDataset
-    from deeprec.train.run_dir import RunDir
+    from deeprec.train.run_dir import load_run_dataset, load_run_model
 
-    model = _load_run_model(run)
-    data_dir = data or Path(RunDir(run).read_json("dataset.json")["path"])
-    dataset = PreparedDataset.load(data_dir)
+    model = load_run_model(run)
+    data_dir, dataset = load_run_dataset(run, data)
     if len(dataset.split(split)) == 0:
         raise DataError(f"split {split!r} of {data_dir} is empty")
     typer.echo(json.dumps({"split": split, **model.score(dataset, split)}))
@@ -123,8 +109,9 @@ def predict(
     import polars as pl
 
     from deeprec.atomic import atomic_path
+    from deeprec.train.run_dir import load_run_model
 
-    model = _load_run_model(run)
+    model = load_run_model(run)
     if not pairs.is_file():
         raise DataError("file not found", path=pairs)
     try:

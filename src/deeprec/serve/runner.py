@@ -6,8 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from deeprec.errors import CheckpointError
-
 
 def run_info(run: str | Path) -> dict[str, Any]:
     """What GET /model shows about a run: dataset, architecture, metrics (what exists)."""
@@ -35,14 +33,9 @@ def run_info(run: str | Path) -> dict[str, Any]:
 
 
 def load_run(run: str | Path) -> tuple[Any, dict[str, Any]]:
-    from deeprec.base import load_model
-    from deeprec.safe_files import refuse_pickle
+    from deeprec.train.run_dir import load_run_model
 
-    refuse_pickle(run, what="run directory or model")  # a .pt/.pkl given as --run (issue 8)
-    best = Path(run) / "best"
-    if not best.exists():
-        raise CheckpointError(f"{run} has no best/ model: is it a finished deeprec run directory?")
-    return load_model(best), run_info(run)
+    return load_run_model(run), run_info(run)
 
 
 def serve(

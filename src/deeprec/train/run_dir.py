@@ -111,3 +111,25 @@ class RunDir:
         with atomic_file(self.path / "curves.png", "wb") as handle:
             fig.savefig(handle, format="png", dpi=100)
         plt.close(fig)
+
+
+def load_run_model(run: str | Path) -> Any:
+    """The run's best model (RUN/best), refusing pickle files given in its place."""
+    from deeprec.base import load_model
+    from deeprec.safe_files import refuse_pickle
+
+    refuse_pickle(run, what="run directory or model")
+    best = RunDir(run).best
+    if not best.exists():
+        raise CheckpointError(f"{run} has no best/ model: is it a finished deeprec run directory?")
+    return load_model(best)
+
+
+def load_run_dataset(run: str | Path, data: str | Path | None = None) -> tuple[Path, Any]:
+    """The prepared dataset a run was trained on (RUN/dataset.json), or `data` when given."""
+    from deeprec.data.dataset import PreparedDataset
+
+    data_dir = (
+        Path(data) if data is not None else Path(RunDir(run).read_json("dataset.json")["path"])
+    )
+    return data_dir, PreparedDataset.load(data_dir)
