@@ -69,3 +69,19 @@ def test_lookup_handles_unknown_and_mixed_types():
     ids = np.array([3, 5, 9])
     assert list(lookup(ids, np.array([5, 4, 10, 3]))) == [1, -1, -1, 0]
     assert list(lookup(np.array(["a", "c"]), np.array(["c", "b"]))) == [1, -1]
+
+
+def test_outputs_get_umask_permissions_not_private_temp_modes(tmp_path):
+    import os
+    import stat
+
+    from deeprec.atomic import atomic_file
+
+    with atomic_file(tmp_path / "x.txt", "w") as handle:
+        handle.write("x")
+    train, _ = _frames()
+    path = PreparedDataset.from_tables(train).save(tmp_path / "ds")
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "x.txt").stat().st_mode) == 0o666 & ~mask
+    assert stat.S_IMODE(path.stat().st_mode) == 0o777 & ~mask

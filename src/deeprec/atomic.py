@@ -14,6 +14,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would race other threads)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
+def _default_mode(path: Path, *, directory: bool = False) -> None:
+    """mkstemp/mkdtemp create 0600/0700; give outputs the usual umask-based permissions."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename inside `path` durable (no-op where directories cannot be opened)."""
     try:
@@ -39,6 +56,7 @@ def atomic_file(path: str | Path, mode: str = "wb") -> Iterator[object]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     tmp = Path(tmp_name)
     try:
+        _default_mode(tmp)
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
@@ -62,6 +80,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
+        _default_mode(tmp)
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
@@ -114,6 +133,7 @@ def atomic_directory(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
+        _default_mode(tmp, directory=True)
         yield tmp
         for root, _dirs, files in os.walk(tmp) if fsync else ():
             for name in files:
