@@ -30,6 +30,7 @@ from deeprec.train.loss import masked_mse
 from deeprec.train.run import train_run
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
+COMPUTE = ("reference", "fast")  # autograd through DDP; hand-written gradients + before_update
 LAUNCH_TIMEOUT_S = 120  # safety net only; a healthy launch takes a few seconds
 
 # One step: SGD with momentum and a large lr, so that the size of the gradient matters
@@ -143,14 +144,19 @@ def short_training(data: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def ddp_runs(data_dir, tmp_path_factory) -> Path:
-    """One torchrun job (2 ranks) that trains ONE_STEP into one_step/ and the short training
-    into short/ with the code `deeprec train` runs (distributed_session + train_run)."""
+    """One torchrun job (2 ranks) that trains ONE_STEP into one_step-COMPUTE/ and the short
+    training into short-COMPUTE/ for both compute paths, with the code `deeprec train` runs
+    (distributed_session + train_run)."""
     root = tmp_path_factory.mktemp("ddp_runs")
-    spec = [
-        {"out": str(root / "one_step"), "config": ONE_STEP},
-        {"out": str(root / "short"), "config": short_training(data_dir)},
-        {"out": str(root / "hand_grads"), "config": ONE_STEP, "kind": "hand_grads"},
-    ]
+    spec = [{"out": str(root / "hand_grads"), "config": ONE_STEP, "kind": "hand_grads"}]
+    for compute in COMPUTE:  # DDP comm hook (reference) and before_update (fast)
+        spec += [
+            {"out": str(root / f"one_step-{compute}"), "config": {**ONE_STEP, "compute": compute}},
+            {
+                "out": str(root / f"short-{compute}"),
+                "config": {**short_training(data_dir), "compute": compute},
+            },
+        ]
     (root / "spec.json").write_text(json.dumps(spec))
     proc = launch([str(WORKER), str(data_dir), str(root / "spec.json")])
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -162,9 +168,10 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
     return DeepRec.load(run / "best").module.state_dict()
 
 
-def test_one_two_rank_step_equals_one_single_process_step(ddp_runs, data_dir, tmp_path):
-    single_process(data_dir, tmp_path / "one", ONE_STEP)
-    two, one = weights(ddp_runs / "one_step"), weights(tmp_path / "one")
+@pytest.mark.parametrize("compute", COMPUTE)
+def test_one_two_rank_step_equals_one_single_process_step(ddp_runs, data_dir, tmp_path, compute):
+    single_process(data_dir, tmp_path / "one", {**ONE_STEP, "compute": compute})
+    two, one = weights(ddp_runs / f"one_step-{compute}"), weights(tmp_path / "one")
     torch.manual_seed(ONE_STEP["seed"])
     start = AutoEncoder(40, ONE_STEP["hidden"]).state_dict()  # the weights before the step
     assert set(two) == set(one)
@@ -207,23 +214,25 @@ def test_plain_gradient_averaging_would_not_match(data_dir):
     assert gap > 1e-4
 
 
-def test_two_ranks_reach_the_same_validation_rmse(ddp_runs, data_dir, tmp_path):
+@pytest.mark.parametrize("compute", COMPUTE)
+def test_two_ranks_reach_the_same_validation_rmse(ddp_runs, data_dir, tmp_path, compute):
     """Per-epoch validation (and train) RMSE of 2 ranks equals 1 rank's within 1e-4."""
-    summary = single_process(data_dir, tmp_path / "one", short_training(data_dir))
+    config = {**short_training(data_dir), "compute": compute}
+    summary = single_process(data_dir, tmp_path / "one", config)
 
     def metrics(run: Path) -> list[dict]:
         return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
-    two, one = metrics(ddp_runs / "short"), metrics(tmp_path / "one")
+    two, one = metrics(ddp_runs / f"short-{compute}"), metrics(tmp_path / "one")
     assert [r["epoch"] for r in two] == [1, 2, 3, 4]  # rank 0 alone wrote the log
     for a, b in zip(two, one, strict=True):
         assert a["valid_rmse"] == pytest.approx(b["valid_rmse"], abs=1e-4)
         assert a["train_rmse"] == pytest.approx(b["train_rmse"], abs=1e-4)
     assert one[-1]["valid_rmse"] < one[0]["valid_rmse"]  # it did learn something
-    ddp_summary = json.loads((ddp_runs / "short" / "summary.json").read_text())
+    ddp_summary = json.loads((ddp_runs / f"short-{compute}" / "summary.json").read_text())
     assert ddp_summary["best_epoch"] == summary["best_epoch"]
     stdout = (ddp_runs / "stdout.txt").read_text()
-    assert stdout.count('"best_epoch"') == 2  # one summary per run, printed by rank 0 only
+    assert stdout.count('"best_epoch"') == 2 * len(COMPUTE)  # one per run, from rank 0 only
 
 
 def test_a_crash_in_one_rank_ends_the_job_with_a_clear_error(data_dir, tmp_path):

@@ -35,7 +35,8 @@ def reference_step(
 ) -> StepResult:
     """NVIDIA's procedure: update on (x, f(x)) with the observed mask, then `refeed_steps`
     updates on (y, f(y)) with a full mask, where y = f(x) detached (section 2.2)."""
-    x, mask = batch.dense(dtype=model.encoder_weights[0].dtype)
+    # parameters(), not model.encoder_weights: under torchrun `model` is the DDP wrapper
+    x, mask = batch.dense(dtype=next(model.parameters()).dtype)
     inputs = F.dropout(x, p=input_dropout, training=True) if input_dropout > 0 else x
     optimizer.zero_grad(set_to_none=True)
     out = model(inputs)
@@ -78,9 +79,10 @@ def make_step(
             input_dropout=config.input_dropout,
         )
     autocast = config.precision == "bf16"
+    device_type = next(model.parameters()).device.type  # cpu or cuda: autocast per device
 
     def step(batch: RowBatch) -> StepResult:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
             return reference_step(
                 model,
                 optimizer,
