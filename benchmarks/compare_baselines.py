@@ -92,6 +92,18 @@ PUBLISHED = [
     ("GC-MC", "0.910", "ML-100K, official u1.base/u1.test", "Berg et al. 2017 (GC-MC)"),
     ("GC-MC + side features", "0.905", "ML-100K, official u1", "Berg et al. 2017 (GC-MC)"),
     ("GLocal-K", "0.8889", "ML-100K, official u1 (GC-MC split)", "Han et al. 2021 (GLocal-K)"),
+    (
+        "DeepRec n,512,512,1024,512,512,n (dp 0.8)",
+        "0.9099",
+        "Netflix Prize full, time split",
+        "Kuchaiev & Ginsburg 2017, Table 3",
+    ),
+    (
+        "DeepRec n,128,256,256,256,128,n (dp 0.65)",
+        "0.9373",
+        "Netflix 3 months, time split",
+        "Kuchaiev & Ginsburg 2017, Table 3",
+    ),
 ]
 
 
