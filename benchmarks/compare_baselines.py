@@ -1,11 +1,16 @@
-"""Baselines vs scikit-surprise on ML-100K u1 and on 5 seeded 90/10 random splits.
+"""DeepRec vs baselines vs scikit-surprise on ML-100K u1 and 5 seeded 90/10 random splits.
 
 Every model goes through deeprec.experiments.protocols.run_protocol on the same folds: ours
 fit on (train, valid) where valid is a seeded 5% of the training part (used for early stopping
 and best-epoch selection, never test); Surprise cannot use a validation set and fits on
 train + valid. RMSE is on predictions clipped to the rating scale.
 
-To add a model (e.g. DeepRec), append a (name, factory) pair to the list returned by
+DeepRec (issue 5's comparison) runs in the same loop on the same folds: the shipped
+``ml-100k`` preset (item-based) and the user-based TrainConfig defaults (``DeepRec()``),
+both unchanged except for an optional epoch cap (``--deeprec-max-epochs``); neither was tuned
+on any test part. ``--no-deeprec`` leaves them out (the baselines-only report).
+
+To add another model, append a (name, factory) pair to the list returned by
 ``default_models()`` or pass ``models=`` to ``main``::
 
     from compare_baselines import default_models, main
@@ -14,7 +19,11 @@ To add a model (e.g. DeepRec), append a (name, factory) pair to the list returne
 Run (heavy: under the shared lock):
 
     flock /tmp/deeprec-heavy.lock env PYTHONPATH=src python benchmarks/compare_baselines.py \
-        --data ../shared/data/ml-100k --out docs/results/baselines.md
+        --data ../shared/data/ml-100k --out docs/results/comparison.md \
+        --tuned docs/results/baselines_tuning.csv --deeprec-max-epochs 200
+
+(``--no-deeprec --out docs/results/baselines.md`` for the baselines-only report; see
+run_baselines.sh.) On the shared 2-core box the whole run takes about 5-10 minutes.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import torch
 from _common import SurpriseModel, machine, markdown_table
 from deeprec.atomic import atomic_file
 from deeprec.baselines import AutoRec, BiasedMF, BiasOnly
+from deeprec.estimator import DeepRec
 from deeprec.experiments.protocols import (
     Fold,
     movielens_100k_folds,
@@ -42,6 +52,8 @@ from deeprec.experiments.protocols import (
     read_tab_ratings,
     run_protocol,
 )
+from deeprec.presets import load_preset
+from deeprec.train.config import TrainConfig
 
 # Fallback hyper-parameters; with --tuned CSV (from tune_baselines.py) the configuration
 # with the best u1 *validation* RMSE per model replaces these. Reused on the random splits.
@@ -84,6 +96,18 @@ PUBLISHED = [
     ("GC-MC", "0.910", "ML-100K, official u1.base/u1.test", "Berg et al. 2017 (GC-MC)"),
     ("GC-MC + side features", "0.905", "ML-100K, official u1", "Berg et al. 2017 (GC-MC)"),
     ("GLocal-K", "0.8889", "ML-100K, official u1 (GC-MC split)", "Han et al. 2021 (GLocal-K)"),
+    (
+        "DeepRec n,512,512,1024,512,512,n (dp 0.8)",
+        "0.9099",
+        "Netflix Prize full, time split",
+        "Kuchaiev & Ginsburg 2017, Table 3",
+    ),
+    (
+        "DeepRec n,128,256,256,256,128,n (dp 0.65)",
+        "0.9373",
+        "Netflix 3 months, time split",
+        "Kuchaiev & Ginsburg 2017, Table 3",
+    ),
 ]
 
 
@@ -113,6 +137,33 @@ def load_tuned(path: Path) -> None:
             best = min(mine, key=lambda r: float(r["valid_rmse"]))
             TUNED[name] = json.loads(best["params"])
             print(f"{name}: {TUNED[name]} (valid {best['valid_rmse']})", file=sys.stderr)
+
+
+def deeprec_configs(max_epochs: int | None) -> dict[str, dict[str, Any]]:
+    """DeepRec's two configurations as DeepRec(**kwargs); epochs capped at `max_epochs`."""
+    configs = {
+        "DeepRec item-based (ml-100k preset)": load_preset("ml-100k").to_dict(),
+        "DeepRec user-based (TrainConfig defaults)": TrainConfig().to_dict(),
+    }
+    for config in configs.values():
+        if max_epochs is not None:
+            config["epochs"] = min(int(config["epochs"]), max_epochs)
+    return configs
+
+
+def _shown(config: dict[str, Any]) -> dict[str, Any]:
+    """The keys that change the model (not checkpointing, device or evaluation batching)."""
+    hidden = {"compute", "precision", "device", "eval_batch_size", "threads", "momentum"}
+    if config.get("lr_schedule") == "none":
+        hidden |= {"lr_milestones", "lr_gamma"}
+    return {k: v for k, v in config.items() if k not in hidden and not k.startswith("checkp")}
+
+
+def deeprec_models(max_epochs: int | None) -> list[tuple[str, Callable[[], Any]]]:
+    return [
+        (name, lambda config=config: DeepRec(**config))
+        for name, config in deeprec_configs(max_epochs).items()
+    ]
 
 
 def default_models() -> list[tuple[str, Callable[[], Any]]]:
@@ -199,17 +250,27 @@ def main(argv: list[str] | None = None, models: list | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="model name substrings")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tuned", type=Path, default=None, help="CSV from tune_baselines.py")
+    parser.add_argument("--no-deeprec", action="store_true", help="baselines only")
+    parser.add_argument(
+        "--deeprec-max-epochs", type=int, default=None, help="cap DeepRec's epochs (time)"
+    )
     args = parser.parse_args(argv)
     if args.tuned is not None:
         load_tuned(args.tuned)
     torch.set_num_threads(args.threads)
-    models = models if models is not None else default_models()
+    with_deeprec = models is None and not args.no_deeprec
+    if models is None:
+        models = (deeprec_models(args.deeprec_max_epochs) if with_deeprec else []) + (
+            default_models()
+        )
     if args.only:
         models = [(n, f) for n, f in models if any(s.lower() in n.lower() for s in args.only)]
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = "\n".join(
         [
-            "# Baselines on MovieLens-100K",
+            "# DeepRec vs baselines on MovieLens-100K"
+            if with_deeprec
+            else "# Baselines on MovieLens-100K",
             "",
             f"Command: `python benchmarks/compare_baselines.py {' '.join(sys.argv[1:])}` "
             "(under `flock /tmp/deeprec-heavy.lock`, `PYTHONPATH=src`)",
@@ -228,6 +289,20 @@ def main(argv: list[str] | None = None, models: list | None = None) -> int:
                 for name, params in TUNED.items()
             ],
             "",
+            *(
+                [
+                    "DeepRec configurations (not tuned here; chosen earlier on u1's validation"
+                    " part, docs/results/model-tuning.md; best-validation epoch kept):",
+                    "",
+                    *[
+                        f"- {name}: `{json.dumps(_shown(params), sort_keys=True)}`"
+                        for name, params in deeprec_configs(args.deeprec_max_epochs).items()
+                    ],
+                    "",
+                ]
+                if with_deeprec
+                else []
+            ),
         ]
     )
     summary: list[dict] = []
