@@ -72,7 +72,7 @@ class RowBatch:
     def row_offsets(self) -> torch.Tensor:
         if self.offsets is None:
             counts = torch.bincount(self.local, minlength=self.size)
-            offsets = torch.zeros(self.size + 1, dtype=torch.int64)
+            offsets = torch.zeros(self.size + 1, dtype=torch.int64, device=counts.device)
             torch.cumsum(counts, 0, out=offsets[1:])
             self.offsets = offsets
         return self.offsets
@@ -80,18 +80,19 @@ class RowBatch:
     def by_column(self) -> ColumnOrder:
         """Ratings grouped by column (computed once, vectorised)."""
         if self._by_col is None:
-            cols = self.cols.numpy()
+            device = self.cols.device  # computed on the CPU (NumPy), moved back if needed
+            cols = self.cols.cpu().numpy()
             # a stable sort of uint16 keys is a radix sort: ~15x faster than on int64
             keys = cols.astype(np.uint16) if self.n_cols <= 1 << 16 else cols
             perm = np.argsort(keys, kind="stable")
             counts = np.bincount(cols, minlength=self.n_cols)
             offsets = np.zeros(self.n_cols + 1, dtype=np.int64)
             np.cumsum(counts, out=offsets[1:])
-            perm_t = torch.from_numpy(perm.astype(np.int64, copy=False))
+            perm_t = torch.from_numpy(perm.astype(np.int64, copy=False)).to(device)
             self._by_col = ColumnOrder(
                 perm=perm_t,
                 local=self.local[perm_t],
-                offsets=torch.from_numpy(offsets),
+                offsets=torch.from_numpy(offsets).to(device),
                 values=self.values[perm_t],
             )
         return self._by_col
@@ -102,8 +103,8 @@ class RowBatch:
             by_col = self.by_column()
             counts = by_col.offsets[1:] - by_col.offsets[:-1]
             union = torch.nonzero(counts, as_tuple=True)[0]
-            position = torch.empty(self.n_cols, dtype=torch.int64)
-            position[union] = torch.arange(union.shape[0], dtype=torch.int64)
+            position = torch.empty(self.n_cols, dtype=torch.int64, device=union.device)
+            position[union] = torch.arange(union.shape[0], dtype=torch.int64, device=union.device)
             self._union = (union, position[self.cols])
         return self._union
 
