@@ -19,6 +19,7 @@ from deeprec.model.autoencoder import DROPOUT_PLACEMENTS
 OPTIMIZERS = ("sgd", "adam", "adagrad", "rmsprop")
 SCHEDULES = ("none", "multistep")
 ORIENTATIONS = ("user", "item")
+CENTERS = ("none", "bias")
 
 
 @dataclass
@@ -40,6 +41,10 @@ class TrainConfig:
     dropout_placement: str = "code"
     constrained: bool = False
     orientation: str = "user"
+    # "bias": the autoencoder models residuals r - (mu + b_u + b_i) over a regularised bias
+    # baseline fitted on the training split (added back at prediction; docs/results/center.md).
+    # The validation RMSE logged during training is then on residuals and unclipped.
+    center: str = "none"
     # training procedure
     refeed_steps: int = 0
     input_dropout: float = 0.0
@@ -83,6 +88,7 @@ class TrainConfig:
             _choice(key, getattr(self, key), tuple(ACTIVATIONS))
         _choice("dropout_placement", self.dropout_placement, DROPOUT_PLACEMENTS)
         _choice("orientation", self.orientation, ORIENTATIONS)
+        _choice("center", self.center, CENTERS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("lr_schedule", self.lr_schedule, SCHEDULES)
         _choice("compute", self.compute, ("fast", "reference"))
