@@ -120,3 +120,23 @@ def test_centring_beats_uncentred_on_strong_biases() -> None:
     bias_only = BiasOnly().fit(dataset).score(dataset)["rmse"]
     assert centred < plain - 0.2, (plain, centred)
     assert centred < bias_only - 0.1, (bias_only, centred)
+
+
+def test_export_sidecar_describes_the_centring(tmp_path, dataset, centred) -> None:
+    """The exported graph works on residuals; the sidecar carries the baseline to add back."""
+    import json
+
+    from deeprec.recommend.export import export_model, run_exported
+
+    out = tmp_path / "m.pt"
+    export_model(centred, out, "torchscript", n_check=4)
+    side = json.loads(out.with_name("m.pt.json").read_text())
+    assert side["center"] == "bias"
+    user = 2
+    items, resid = _residual_row(centred, user)
+    x = np.zeros((1, centred.n_items), np.float32)
+    x[0, items] = resid
+    pred = run_exported(out, "torchscript", x)[0] + side["center_global_mean"]
+    pred = pred + side["center_user_bias"][user] + np.asarray(side["center_item_bias"])
+    want = centred._score_users(np.array([user]))[0]
+    np.testing.assert_allclose(pred, want, atol=1e-4)
