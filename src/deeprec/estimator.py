@@ -263,12 +263,27 @@ class DeepRec(Recommender):
                 "fold in new items instead, or train with orientation='user'"
             )
         items = np.asarray(items, dtype=np.int64)
-        if self.center != "bias":
+        base = self.user_baseline(items, ratings)
+        if base is None:
             return self._fold_in_vector(items, ratings)
+        resid = np.asarray(ratings, np.float64) - base[items]
+        return self._fold_in_vector(items, resid) + base
+
+    def user_baseline(
+        self, items: np.ndarray, ratings: np.ndarray, user: int | None = None
+    ) -> np.ndarray | None:
+        """center="bias": mu + b_u + b_i over all items (None when uncentred), for a known
+        user index (its trained b_u) or a new user (b_u folded in from `ratings`). A caller
+        that runs the module itself (the HTTP batcher) feeds r - baseline[items] and adds the
+        baseline to the output."""
+        if self.center != "bias":
+            return None
         mu, b_i = self.center_mean_, self.center_item_bias_
-        b_u = fold_in_bias(items, ratings, mu, b_i, CENTER_REG_USER)
-        resid = np.asarray(ratings, np.float64) - (mu + b_u + b_i[items])
-        return self._fold_in_vector(items, resid) + mu + b_u + b_i
+        if user is None:
+            b_u = fold_in_bias(np.asarray(items, np.int64), ratings, mu, b_i, CENTER_REG_USER)
+        else:
+            b_u = float(self.center_user_bias_[user])
+        return mu + b_u + b_i
 
     def _fold_in_item(self, users: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         """Encode a new item's ratings by known users (item-based models only)."""
