@@ -13,7 +13,9 @@ import numpy as np
 import torch
 
 from deeprec.base import Recommender
+from deeprec.baselines.bias import fit_biases, fold_in_bias
 from deeprec.data.dataset import PreparedDataset
+from deeprec.data.sparse import CSRMatrix
 from deeprec.errors import CheckpointError, DataError
 from deeprec.model.autoencoder import AutoEncoder
 from deeprec.train.config import TrainConfig
@@ -22,6 +24,8 @@ from deeprec.train.evaluation import predict_rows
 from deeprec.train.trainer import EpochRecord, OrientedData, Trainer, build_model
 
 _D = TrainConfig()
+# Ridge strengths of the centring baseline (BiasOnly's defaults).
+CENTER_REG_USER, CENTER_REG_ITEM, CENTER_ITERS = 15.0, 10.0, 10
 
 
 class DeepRec(Recommender):
@@ -43,6 +47,7 @@ class DeepRec(Recommender):
         dropout_placement: str = _D.dropout_placement,
         constrained: bool = _D.constrained,
         orientation: str = _D.orientation,
+        center: str = _D.center,
         refeed_steps: int = _D.refeed_steps,
         input_dropout: float = _D.input_dropout,
         optimizer: str = _D.optimizer,
@@ -75,6 +80,7 @@ class DeepRec(Recommender):
         self.dropout_placement = dropout_placement
         self.constrained = constrained
         self.orientation = orientation
+        self.center = center
         self.refeed_steps = refeed_steps
         self.input_dropout = input_dropout
         self.optimizer = optimizer
@@ -124,16 +130,18 @@ class DeepRec(Recommender):
         device = resolve_device(config.device)
         dist = current_context(device)
         torch.manual_seed(config.seed)
-        data = OrientedData.from_dataset(dataset, config.orientation)
-        if data.train.nnz == 0:
+        if dataset.train.ratings.shape[0] == 0:
             raise DataError("cannot train on an empty training split")
+        self._fit_center(dataset, config.center)
+        data = self._centered_data(dataset, config.orientation)
         self.module_ = build_model(config, data.train.shape[1]).to(device)
         self.rows_ = data.train
         trainer = Trainer(
             self.module_,
             config,
             data,
-            rating_range=dataset.rating_range,
+            # residuals are not on the rating scale: the logged validation RMSE is unclipped
+            rating_range=None if config.center == "bias" else dataset.rating_range,
             progress=self.verbose and (dist is None or dist.is_main),
             on_epoch_end=on_epoch_end,
             dist=dist,
@@ -146,6 +154,43 @@ class DeepRec(Recommender):
         self.best_epoch_ = result.best_epoch
         self.best_valid_rmse_ = result.best_valid_rmse
         self.module_.eval()
+
+    # ------------------------------------------------------------ centring
+    def _fit_center(self, dataset: PreparedDataset, center: str) -> None:
+        """center="bias": fit mu + b_u + b_i on the training split (else all zeros)."""
+        if center == "bias":
+            part = dataset.train
+            self.center_mean_ = self.global_mean_
+            self.center_user_bias_, self.center_item_bias_ = fit_biases(
+                part.users,
+                part.items,
+                part.ratings,
+                self.center_mean_,
+                (self.n_users, self.n_items),
+                reg_user=CENTER_REG_USER,
+                reg_item=CENTER_REG_ITEM,
+                n_iter=CENTER_ITERS,
+            )
+        else:
+            self._fit_center_none()
+
+    def _centered(self, matrix: CSRMatrix) -> CSRMatrix:
+        """A user x item CSR with the baseline subtracted from every stored rating."""
+        if self.center != "bias":
+            return matrix
+        rows = np.repeat(np.arange(matrix.shape[0]), matrix.row_lengths())
+        base = self._baseline(rows, matrix.indices.astype(np.int64))
+        values = (matrix.values.astype(np.float64) - base).astype(np.float32)
+        return CSRMatrix(matrix.indptr, matrix.indices, values, matrix.shape)
+
+    def _centered_data(self, dataset: PreparedDataset, orientation: str) -> OrientedData:
+        mats = {name: self._centered(dataset.csr(name)) for name in ("train", "valid", "test")}
+        if orientation == "item":
+            mats = {name: m.transpose() for name, m in mats.items()}
+        return OrientedData(**mats)
+
+    def _baseline(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return self.center_mean_ + self.center_user_bias_[users] + self.center_item_bias_[items]
 
     def fit(
         self, train: Any, valid: Any = None, *, on_epoch_end: Any = None, checkpointer: Any = None
@@ -179,12 +224,21 @@ class DeepRec(Recommender):
             lo, hi = np.searchsorted(sorted_inv, [begin, begin + part.shape[0]])
             sel = order[lo:hi]
             out[sel] = outputs[inverse[sel] - begin, cols[sel]]
+        if self.center == "bias":
+            out += self._baseline(users, items)
         return out
 
     def _score_users(self, users: np.ndarray) -> np.ndarray:
         users = np.asarray(users, dtype=np.int64)
         if self.orientation == "user":
-            return self._oriented_outputs(users).double().numpy()
+            scores = self._oriented_outputs(users).double().numpy()
+        else:
+            scores = self._item_oriented_scores(users)
+        if self.center == "bias":
+            scores += self._baseline(users[:, None], np.arange(self.n_items)[None, :])
+        return scores
+
+    def _item_oriented_scores(self, users: np.ndarray) -> np.ndarray:
         scores = np.empty((users.shape[0], self.n_items), dtype=np.float64)
         all_items = np.arange(self.n_items)
         for begin in range(0, self.n_items, self.eval_batch_size):
@@ -208,7 +262,28 @@ class DeepRec(Recommender):
                 "an item-based model cannot fold in new users (its outputs are users); "
                 "fold in new items instead, or train with orientation='user'"
             )
-        return self._fold_in_vector(items, ratings)
+        items = np.asarray(items, dtype=np.int64)
+        base = self.user_baseline(items, ratings)
+        if base is None:
+            return self._fold_in_vector(items, ratings)
+        resid = np.asarray(ratings, np.float64) - base[items]
+        return self._fold_in_vector(items, resid) + base
+
+    def user_baseline(
+        self, items: np.ndarray, ratings: np.ndarray, user: int | None = None
+    ) -> np.ndarray | None:
+        """center="bias": mu + b_u + b_i over all items (None when uncentred), for a known
+        user index (its trained b_u) or a new user (b_u folded in from `ratings`). A caller
+        that runs the module itself (the HTTP batcher) feeds r - baseline[items] and adds the
+        baseline to the output."""
+        if self.center != "bias":
+            return None
+        mu, b_i = self.center_mean_, self.center_item_bias_
+        if user is None:
+            b_u = fold_in_bias(np.asarray(items, np.int64), ratings, mu, b_i, CENTER_REG_USER)
+        else:
+            b_u = float(self.center_user_bias_[user])
+        return mu + b_u + b_i
 
     def _fold_in_item(self, users: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         """Encode a new item's ratings by known users (item-based models only)."""
@@ -217,13 +292,30 @@ class DeepRec(Recommender):
                 "a user-based model cannot fold in new items (its inputs are items); "
                 "fold in new users instead, or train with orientation='item'"
             )
-        return self._fold_in_vector(users, ratings)
+        users = np.asarray(users, dtype=np.int64)
+        if self.center != "bias":
+            return self._fold_in_vector(users, ratings)
+        mu, b_u = self.center_mean_, self.center_user_bias_
+        b_i = fold_in_bias(users, ratings, mu, b_u, CENTER_REG_ITEM)
+        resid = np.asarray(ratings, np.float64) - (mu + b_u[users] + b_i)
+        return self._fold_in_vector(users, resid) + mu + b_u + b_i
 
     # ---------------------------------------------------------- save/load
     def _state_dict(self) -> dict[str, torch.Tensor]:
-        return {f"module.{k}": v for k, v in self.module_.state_dict().items()}
+        state = {f"module.{k}": v for k, v in self.module_.state_dict().items()}
+        if self.center == "bias":
+            state["center.global_mean"] = torch.tensor([self.center_mean_], dtype=torch.float64)
+            state["center.user_bias"] = torch.from_numpy(
+                np.ascontiguousarray(self.center_user_bias_)
+            )
+            state["center.item_bias"] = torch.from_numpy(
+                np.ascontiguousarray(self.center_item_bias_)
+            )
+        return state
 
     def _load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if not any(k.startswith("center.") for k in state):
+            self.center = "none"  # saved before `center` existed (or saved uncentred)
         config = self.config()
         n_inputs = self.n_items if config.orientation == "user" else self.n_users
         _check_encoder_shapes(state, n_inputs, config.hidden)  # before allocating (issue 8)
@@ -245,7 +337,29 @@ class DeepRec(Recommender):
             raise CheckpointError(f"checkpoint shapes do not match the config: {exc}") from None
         module.eval()
         self.module_ = module
-        self.rows_ = self.train_ if config.orientation == "user" else self.train_.transpose()
+        self._load_center(state, config.center)
+        rows = self._centered(self.train_)
+        self.rows_ = rows if config.orientation == "user" else rows.transpose()
+
+    def _load_center(self, state: dict[str, torch.Tensor], center: str) -> None:
+        if center != "bias":
+            self._fit_center_none()
+            return
+        try:
+            mean = state["center.global_mean"]
+            user_bias = state["center.user_bias"].numpy().astype(np.float64)
+            item_bias = state["center.item_bias"].numpy().astype(np.float64)
+        except KeyError as exc:
+            raise CheckpointError(f"center='bias' checkpoint lacks {exc}") from None
+        if user_bias.shape != (self.n_users,) or item_bias.shape != (self.n_items,):
+            raise CheckpointError("the centring biases do not match the model's id maps")
+        self.center_mean_ = float(mean.reshape(-1)[0])
+        self.center_user_bias_, self.center_item_bias_ = user_bias, item_bias
+
+    def _fit_center_none(self) -> None:
+        self.center_mean_ = 0.0
+        self.center_user_bias_ = np.zeros(self.n_users)
+        self.center_item_bias_ = np.zeros(self.n_items)
 
     def _fitted_meta(self) -> dict[str, Any]:
         history = [r.to_dict() for r in getattr(self, "history_", [])]

@@ -31,14 +31,17 @@ def sniff(path: str | Path) -> str:
         size = handle.seek(0, 2)
     if not head:
         return "empty"
-    if head[0] == 0x80 and len(head) > 1 and 1 <= head[1] <= 5:
-        return "pickle"
-    if head.startswith(_ZIP_MAGIC):
-        return "torch-zip"
+    # safetensors first: a header length like 0x0380 starts with the bytes 0x80 0x03, which
+    # would also read as a pickle PROTO opcode. (A real pickle's first 8 bytes, read as a
+    # little-endian length, are far larger than the file, so it is never taken for one.)
     if len(head) >= 9:
         (header_len,) = struct.unpack("<Q", head[:8])
         if head[8:9] == b"{" and 8 + header_len <= size:
             return "safetensors"
+    if head[0] == 0x80 and len(head) > 1 and 1 <= head[1] <= 5:
+        return "pickle"
+    if head.startswith(_ZIP_MAGIC):
+        return "torch-zip"
     if head.lstrip()[:1] in (b"{", b"["):
         return "json"
     if head[0] in _PICKLE_START:

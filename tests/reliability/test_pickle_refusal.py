@@ -136,3 +136,20 @@ def test_opt_in_weights_only_loader(evil, tmp_path):
     with pytest.raises(CheckpointError, match="not a plain PyTorch state_dict"):
         load_torch_state_dict(bad, weights_only=True)
     assert not marker.exists()
+
+
+def test_safetensors_whose_header_length_starts_like_a_pickle_is_safetensors(tmp_path):
+    """A header of 0x0380 bytes begins with 0x80 0x03 (the pickle PROTO 3 opcode)."""
+    import json
+    import struct
+
+    header = json.dumps({"__metadata__": {"pad": ""}}).encode()
+    header += b" " * (0x380 - len(header))
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    assert path.read_bytes()[:2] == b"\x80\x03"
+    assert sniff(path) == "safetensors"
+    for protocol in (2, 3, 4, 5):
+        evil = tmp_path / f"p{protocol}.safetensors"
+        evil.write_bytes(pickle.dumps({"a": list(range(100))}, protocol=protocol))
+        assert sniff(evil) == "pickle"

@@ -25,9 +25,10 @@ def test_export_parity_on_random_users(fitted, tmp_path, fmt, suffix):
     # independent check on other random users, a different batch size than the export's
     x = parity_inputs(fitted, n=17, seed=99).numpy()
     got = run_exported(out, fmt, x)
-    expected = fitted._score_users(
-        np.sort(np.random.default_rng(99).choice(240, 17, replace=False))
-    )
+    users = np.sort(np.random.default_rng(99).choice(240, 17, replace=False))
+    expected = fitted._score_users(users)
+    # center="bias" (the default): the graph maps residuals to residuals; add mu + b_u + b_i
+    got = got + fitted._baseline(users[:, None], np.arange(fitted.n_items)[None, :])
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
     sidecar = json.loads((tmp_path / f"model{suffix}.json").read_text())
     assert sidecar["input_ids"] == fitted.item_ids_.tolist()

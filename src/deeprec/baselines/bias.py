@@ -40,18 +40,16 @@ class BiasOnly(Recommender):
         if int(self.n_iter) < 1:
             raise ConfigError(f"n_iter must be >= 1, got {self.n_iter!r}")
         part = dataset.train
-        users = part.users.astype(np.int64)
-        items = part.items.astype(np.int64)
-        resid = part.ratings.astype(np.float64) - self.global_mean_
-        n_u = counts(users, self.n_users)
-        n_i = counts(items, self.n_items)
-        b_u = np.zeros(self.n_users)
-        b_i = np.zeros(self.n_items)
-        for _ in range(int(self.n_iter)):
-            b_i = _ridge_mean(items, resid - b_u[users], n_i, self.reg_item)
-            b_u = _ridge_mean(users, resid - b_i[items], n_u, self.reg_user)
-        self.user_bias_ = b_u
-        self.item_bias_ = b_i
+        self.user_bias_, self.item_bias_ = fit_biases(
+            part.users,
+            part.items,
+            part.ratings,
+            self.global_mean_,
+            (self.n_users, self.n_items),
+            reg_user=self.reg_user,
+            reg_item=self.reg_item,
+            n_iter=int(self.n_iter),
+        )
 
     def _predict_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         return self.global_mean_ + self.user_bias_[users] + self.item_bias_[items]
@@ -62,9 +60,7 @@ class BiasOnly(Recommender):
 
     def _fold_in(self, items: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         """A new user's bias is one more closed-form update with the item biases held fixed."""
-        items = np.asarray(items, dtype=np.int64)
-        resid = np.asarray(ratings, np.float64) - self.global_mean_ - self.item_bias_[items]
-        b_u = resid.sum() / (self.reg_user + items.shape[0]) if items.shape[0] else 0.0
+        b_u = fold_in_bias(items, ratings, self.global_mean_, self.item_bias_, self.reg_user)
         return self.global_mean_ + b_u + self.item_bias_
 
     def _state_dict(self) -> dict[str, Any]:
@@ -81,6 +77,45 @@ class BiasOnly(Recommender):
             raise CheckpointError(f"BiasOnly checkpoint lacks {exc}") from exc
         if self.user_bias_.shape != (self.n_users,) or self.item_bias_.shape != (self.n_items,):
             raise CheckpointError("BiasOnly checkpoint does not match its id maps")
+
+
+def fit_biases(
+    users: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray,
+    mu: float,
+    shape: tuple[int, int],
+    *,
+    reg_user: float = 15.0,
+    reg_item: float = 10.0,
+    n_iter: int = 10,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(b_user, b_item) by alternating ridge updates around the global mean `mu`.
+
+    Shared by BiasOnly and DeepRec's ``center="bias"`` (the autoencoder then models residuals).
+    """
+    users = np.asarray(users, dtype=np.int64)
+    items = np.asarray(items, dtype=np.int64)
+    resid = np.asarray(ratings, dtype=np.float64) - mu
+    n_u = counts(users, shape[0])
+    n_i = counts(items, shape[1])
+    b_u = np.zeros(shape[0])
+    b_i = np.zeros(shape[1])
+    for _ in range(n_iter):
+        b_i = _ridge_mean(items, resid - b_u[users], n_i, reg_item)
+        b_u = _ridge_mean(users, resid - b_i[items], n_u, reg_user)
+    return b_u, b_i
+
+
+def fold_in_bias(
+    index: np.ndarray, ratings: np.ndarray, mu: float, other_bias: np.ndarray, reg: float
+) -> float:
+    """A new row's bias: one closed-form ridge update with the other side's biases held fixed."""
+    index = np.asarray(index, dtype=np.int64)
+    if index.shape[0] == 0:
+        return 0.0
+    resid = np.asarray(ratings, np.float64) - mu - other_bias[index]
+    return float(resid.sum() / (reg + index.shape[0]))
 
 
 def _ridge_mean(index: np.ndarray, values: np.ndarray, n: np.ndarray, reg: float) -> np.ndarray:

@@ -103,6 +103,16 @@ def export_model(
         "input_ids": ids.tolist(),
         "note": "input vector: ratings at the positions of input_ids, 0 elsewhere",
     }
+    if getattr(model, "center", "none") == "bias":  # the graph maps residuals to residuals
+        sidecar.update(
+            center="bias",
+            center_global_mean=float(model.center_mean_),  # type: ignore[attr-defined]
+            center_user_bias=model.center_user_bias_.tolist(),  # type: ignore[attr-defined]
+            center_item_bias=model.center_item_bias_.tolist(),  # type: ignore[attr-defined]
+            note="center=bias: input = r - (mu + b_user + b_item) at the positions of "
+            "input_ids, 0 elsewhere; prediction = output + mu + b_user + b_item (the user/item "
+            "biases index user_ids/item_ids in sorted raw-id order)",
+        )
     with atomic_file(out.with_name(out.name + ".json"), "w") as handle:
         json.dump(sidecar, handle)
     return report

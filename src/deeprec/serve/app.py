@@ -181,6 +181,13 @@ def create_app(
     info["batching"] = batcher is not None
     low, high = model.rating_range_
 
+    async def centred_forward(index: np.ndarray, values: np.ndarray, u: int | None) -> Any:
+        """The batched forward pass; a center="bias" model sees residuals (estimator.py)."""
+        base = model.user_baseline(index, values, u) if hasattr(model, "user_baseline") else None
+        if base is None:
+            return await batcher(index, values)
+        return await batcher(index, values - base[index]) + base
+
     async def scores_of(user: Any, ratings: dict[str, float] | None) -> dict[str, Any]:
         """Raw scores over all items, the rated item indices, and what was not used."""
         if user is not None:
@@ -188,14 +195,14 @@ def create_app(
             lo, hi = model.train_.indptr[u], model.train_.indptr[u + 1]
             index = model.train_.indices[lo:hi].astype(np.int64)
             if batcher is not None:
-                scores = await batcher(index, model.train_.values[lo:hi])
+                scores = await centred_forward(index, model.train_.values[lo:hi], u)
             else:
                 with torch.inference_mode():
                     scores = model._score_users(np.array([u]))[0]
             return {"scores": scores, "rated": index, "unknown": [], "used": None}
         index, values, unknown = parse_ratings(model.item_ids_, ratings, model.rating_range_)
         if batcher is not None:
-            scores = await batcher(index, values)
+            scores = await centred_forward(index, values, None)
         else:
             with torch.inference_mode():
                 scores = fold_in_user(model, index, values)
