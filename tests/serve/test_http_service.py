@@ -32,6 +32,8 @@ def test_model_metadata(server, fitted):
     assert info["dataset"]["path"] == "synthetic"
     assert info["metrics"]["best_epoch"] == 8
     assert info["rating_range"] == list(fitted.rating_range_)
+    # httptools and uvloop are dependencies: the service must run on them, not the fallbacks.
+    assert info["server"] == {"loop": "uvloop", "http": "httptools"}
 
 
 def test_predict_known_user_matches_python(server, fitted):

@@ -54,5 +54,21 @@ def serve(
 
     torch.set_num_threads(max(1, threads))
     model, info = load_run(run)
+    loop, http = server_stack()
+    info["server"] = {"loop": loop, "http": http}
     app = create_app(model, info)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    uvicorn.run(
+        app, host=host, port=port, loop=loop, http=http, log_level=log_level, access_log=False
+    )
+
+
+def server_stack() -> tuple[str, str]:
+    """uvicorn's fastest installed event loop and HTTP parser (uvloop, httptools).
+
+    Both are dependencies; the fallbacks keep the service working where a wheel is missing.
+    """
+    import importlib.util
+
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return loop, http
