@@ -14,9 +14,9 @@ What differs from the reference (NVIDIA's) procedure, and why it is the same mat
 - Forward and backward are written out by hand (no autograd graph): activation gradients use
   the fused ATen backward kernels, dropout noise is drawn exactly like `F.dropout` (same
   generator calls, same shapes), the loss and its gradient are one pass over the nnz values.
-- precision="bf16": GEMMs read persistent bf16 copies of the weights, refreshed once after
-  every optimizer step (`WeightMirror`); fp32 master weights, fp32 bias/activations/loss and
-  fp32 sparse (`embedding_bag`) work. Gradients from bf16 GEMMs are rounded to bf16.
+- precision="bf16": GEMMs read persistent bf16 copies of the weights, re-cast at most once
+  after every optimizer step and only if read (`WeightMirror`); fp32 master weights, fp32
+  bias/activations/loss and fp32 sparse (`embedding_bag`) work. Gradients from bf16 GEMMs are rounded to bf16.
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ class FastNet:
     def storage(self, param: torch.Tensor, low: bool = False) -> torch.Tensor:
         """The contiguous matrix holding param (param, or param.t() for the first layer)."""
         if low and self._mirror is not None:
-            return self._mirror.copies[self._mirror_index[id(param)]]
+            return self._mirror.get(self._mirror_index[id(param)])
         return param.t() if self.stored_t(param) else param
 
     def used(self, layer: _Layer, low: bool = False) -> torch.Tensor:

@@ -33,18 +33,29 @@ def bf16_matmul_supported() -> bool:
 
 
 class WeightMirror:
-    """Persistent low-precision copies of a set of contiguous fp32 tensors."""
+    """Persistent low-precision copies of a set of contiguous fp32 tensors, cast lazily.
+
+    `refresh()` (called after every optimizer step) only marks the copies stale; a copy is
+    re-cast when it is next read. A copy nobody reads costs nothing: with a sparse first
+    layer the bf16 copy of the 17,768 x 512 input weight is never used, and re-casting it
+    after every update was ~4 ms of a ~50 ms Netflix-scale bf16 step.
+    """
 
     def __init__(self, masters: list[torch.Tensor], dtype: torch.dtype) -> None:
         self.masters = masters
         self.copies = [torch.empty_like(m, dtype=dtype) for m in masters]
-        self.refresh()
+        self.stale = [True] * len(masters)
+        self.casts = 0  # copies re-cast so far (for tests and benchmarks)
+
+    def refresh(self) -> None:
+        """The masters changed: every copy is re-cast before its next use."""
+        self.stale = [True] * len(self.masters)
 
     @torch.no_grad()
-    def refresh(self) -> None:
-        """Re-cast every master into its copy (one pass, no allocation)."""
-        if hasattr(torch, "_foreach_copy_"):
-            torch._foreach_copy_(self.copies, self.masters)
-            return
-        for master, copy in zip(self.masters, self.copies, strict=True):  # pragma: no cover
-            copy.copy_(master)
+    def get(self, index: int) -> torch.Tensor:
+        """The up-to-date low-precision copy of master `index`."""
+        if self.stale[index]:
+            self.copies[index].copy_(self.masters[index])
+            self.stale[index] = False
+            self.casts += 1
+        return self.copies[index]
