@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
@@ -78,35 +79,45 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def drive_aiohttp(
-    base: str, bodies: list[dict], concurrency: int
+async def closed_loop(
+    send: Callable[[dict], Awaitable[bool]], bodies: list[dict], concurrency: int
 ) -> tuple[list[float], int, float]:
-    """Closed loop: `concurrency` workers, each sends its next request when one returns."""
-    import aiohttp
-
+    """`concurrency` workers, each sends its next body when its last one was answered."""
     latencies: list[float] = []
     errors = 0
     queue = iter(bodies)
+
+    async def worker() -> None:
+        nonlocal errors
+        for body in queue:
+            t0 = time.perf_counter()
+            try:
+                ok = await send(body)
+            except Exception:
+                ok = False
+            latencies.append(time.perf_counter() - t0)
+            errors += not ok
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, errors, time.perf_counter() - started
+
+
+async def drive_aiohttp(
+    base: str, bodies: list[dict], concurrency: int
+) -> tuple[list[float], int, float]:
+    """The closed loop over aiohttp (light on CPU: not the bottleneck here)."""
+    import aiohttp
+
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(base, connector=connector) as session:
 
-        async def worker() -> None:
-            nonlocal errors
-            for body in queue:
-                t0 = time.perf_counter()
-                try:
-                    async with session.post("/recommend", json=body) as response:
-                        got = await response.json()
-                        ok = response.status == 200 and len(got["items"]) == 10
-                except Exception:
-                    ok = False
-                latencies.append(time.perf_counter() - t0)
-                errors += not ok
+        async def send(body: dict) -> bool:
+            async with session.post("/recommend", json=body) as response:
+                got = await response.json()
+                return response.status == 200 and len(got["items"]) == 10
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - started
-    return latencies, errors, wall
+        return await closed_loop(send, bodies, concurrency)
 
 
 async def drive_httpx(
@@ -115,28 +126,14 @@ async def drive_httpx(
     """The same closed loop with httpx (the client the service tests use)."""
     import httpx
 
-    latencies: list[float] = []
-    errors = 0
-    queue = iter(bodies)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
 
-        async def worker() -> None:
-            nonlocal errors
-            for body in queue:
-                t0 = time.perf_counter()
-                try:
-                    response = await client.post("/recommend", json=body)
-                    ok = response.status_code == 200 and len(response.json()["items"]) == 10
-                except Exception:
-                    ok = False
-                latencies.append(time.perf_counter() - t0)
-                errors += not ok
+        async def send(body: dict) -> bool:
+            response = await client.post("/recommend", json=body)
+            return response.status_code == 200 and len(response.json()["items"]) == 10
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - started
-    return latencies, errors, wall
+        return await closed_loop(send, bodies, concurrency)
 
 
 CLIENTS = {"aiohttp": drive_aiohttp, "httpx": drive_httpx}
