@@ -1,0 +1,52 @@
+"""The one-off strategy probes: cold caches for models larger than the cache, cached rates."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import deeprec.train.fast_step as fast_step
+from deeprec.data.batching import row_batch
+from deeprec.data.sparse import CSRMatrix
+from deeprec.model.autoencoder import AutoEncoder
+from deeprec.train.fast_step import FastNet, Planner
+
+
+def small_batch():
+    rng = np.random.default_rng(0)
+    mask = rng.random((16, 40)) < 0.3
+    mask[:, 0] = True
+    rows, cols = np.nonzero(mask)
+    values = rng.integers(1, 6, size=rows.shape[0]).astype(np.float32)
+    return row_batch(CSRMatrix.from_coo(rows, cols, values, (16, 40)), np.arange(16)).prepare()
+
+
+def test_cache_size_is_read_or_defaulted():
+    assert fast_step._last_level_cache_bytes() >= 1 << 20
+
+
+def test_probes_evict_only_when_the_weights_exceed_the_cache(monkeypatch):
+    torch.manual_seed(0)
+    net = FastNet(AutoEncoder(40, [8, 6]))
+    weight_bytes = sum(p.numel() * p.element_size() for p in net._params)
+    monkeypatch.setattr(fast_step, "_last_level_cache_bytes", lambda: weight_bytes)
+    assert fast_step._cache_evictor(net).__closure__ is None  # fits: a no-op
+    monkeypatch.setattr(fast_step, "_last_level_cache_bytes", lambda: weight_bytes // 2)
+    evict = fast_step._cache_evictor(net)
+    (scratch,) = (c.cell_contents for c in evict.__closure__)
+    assert scratch.numel() * 4 >= 2 * (weight_bytes // 2)
+    evict()
+    evict()
+    assert bool((scratch == 2).all())  # every element touched on every call
+
+
+def test_rates_are_cached_per_process_so_seeded_runs_choose_alike(monkeypatch):
+    monkeypatch.delenv("DEEPREC_OUTPUT_STRATEGY", raising=False)
+    monkeypatch.delenv("DEEPREC_INPUT_STRATEGY", raising=False)
+    torch.manual_seed(0)
+    batch = small_batch()
+    first = Planner(FastNet(AutoEncoder(40, [8, 6])), refeed=False)
+    second = Planner(FastNet(AutoEncoder(40, [8, 6])), refeed=False)
+    chosen = first.choose(batch)
+    assert second.choose(batch) == chosen
+    assert second.rates is first.rates  # timed once, reused
