@@ -526,18 +526,31 @@ class Planner:
 
 
 def _time_strategies(net: FastNet, batch: RowBatch, eligible) -> dict[str, float]:
+    """Seconds per work unit of each strategy, min of 5 round-robin probes.
+
+    Each output probe first runs the layers before the output layer (untimed, no dropout,
+    so no random numbers are drawn) and then times the output pass, so that it finds the
+    caches as a real step leaves them: output weights evicted by the other layers' work.
+    Timing the output pass alone, back to back, found the weights cached and rated `gather`
+    cheapest at Netflix scale in fp32, where real steps with it took 1.3-1.6x those with
+    `sparse` (docs/results/netflix_scale_epoch.md).
+    """
     saved_grads, saved_bias = dict(net._grads), dict(net._bias_grads)
     k = net.out_width()
     k_in = net.layers[0].param.shape[0]
-    h = torch.zeros(batch.size, k, dtype=net.first.dtype).uniform_(-1, 1, generator=_gen())
     g_in = torch.zeros(batch.size, k_in, dtype=net.first.dtype).uniform_(-1, 1, generator=_gen())
     first = net.layers[0]
+    evict = _cache_evictor(net)
+    state: dict[str, torch.Tensor] = {}
+
+    def before_output() -> None:
+        state["h"] = net.hidden_forward(batch, None, train=False)[0]
 
     def output(strategy: str):
         def run() -> None:
             net._grads.clear()
             net._bias_grads.clear()
-            net.sparse_output_loss(h, batch, strategy, keep_dense=False)
+            net.sparse_output_loss(state["h"], batch, strategy, keep_dense=False)
 
         return run
 
@@ -550,38 +563,33 @@ def _time_strategies(net: FastNet, batch: RowBatch, eligible) -> dict[str, float
         sparse_rows_matmul(batch, net.storage(first.param))
         sparse_cols_matmul(batch, g_in)
 
-    probes = {s: (output(s), _work(s, batch, k)) for s in eligible}
-    probes["input-dense"] = (dense_in, _work("input-dense", batch, k_in))
-    probes["input-sparse"] = (sparse_in, _work("input-sparse", batch, k_in))
+    probes = {s: (before_output, output(s), _work(s, batch, k)) for s in eligible}
+    probes["input-dense"] = (evict, dense_in, _work("input-dense", batch, k_in))
+    probes["input-sparse"] = (evict, sparse_in, _work("input-sparse", batch, k_in))
     best = dict.fromkeys(probes, float("inf"))
-    evict = _cache_evictor(net)
     with torch.no_grad():
-        for fn, _ in probes.values():
+        for prepare, fn, _ in probes.values():
+            prepare()
             fn()  # warm-up: allocator, first-touch pages
         # round-robin, min of 5: a burst of load from other processes hits one probe of
         # every strategy, not all probes of one strategy
         for _ in range(5):
-            for name, (fn, _) in probes.items():
-                evict()
+            for name, (prepare, fn, _) in probes.items():
+                prepare()
                 start = time.perf_counter()
                 fn()
                 best[name] = min(best[name], time.perf_counter() - start)
     net._grads.clear()
     net._bias_grads.clear()
-    rates = {name: best[name] / work for name, (_, work) in probes.items()}
+    rates = {name: best[name] / work for name, (_, _, work) in probes.items()}
     net._grads, net._bias_grads = saved_grads, saved_bias
     return rates
 
 
 def _cache_evictor(net: FastNet) -> Callable[[], None]:
-    """Something to run before each timed probe so that it starts with cold caches.
+    """Run before each timed input probe so that it starts with cold caches, as in a step.
 
-    In a real step the other layers' work evicts the output weights before the output pass
-    runs; a probe repeated back to back finds them cached instead, which favours strategies
-    that touch only part of the matrix. Measured at Netflix scale in fp32 (17,768 x 512
-    output weights): warm probes rated `gather` cheapest, and steps with it took 1.6x those
-    with `sparse`. Models whose weights fit in the cache stay cached in real steps too, so
-    they need no eviction.
+    Models whose weights fit in the cache stay cached in real steps too: no eviction.
     """
     weight_bytes = sum(p.numel() * p.element_size() for p in net._params)
     cache = _last_level_cache_bytes()
