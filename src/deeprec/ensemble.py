@@ -11,6 +11,7 @@ usable with ``deeprec train --config``, is::
 
     ensemble:
       blend: lsq            # least squares with intercept on validation; or "mean"
+                            # (one weight per member entry; its seeds share it equally)
       members:
         - {preset: ml-100k, seeds: [42, 43, 44]}
         - {orientation: user}   # TrainConfig defaults otherwise
@@ -43,13 +44,20 @@ MEMBER_EXTRA_KEYS = ("preset", "seeds")
 def expand_members(
     members: list[dict[str, Any]] | tuple[dict[str, Any], ...], overrides: list[str] | None = None
 ) -> list[TrainConfig]:
-    """One validated TrainConfig per member (``seeds`` expanded in order); `overrides`
-    (``key=value`` strings, as ``--set``) apply to every member."""
+    """One validated TrainConfig per model (each member's ``seeds`` expanded in order);
+    `overrides` (``key=value`` strings, as ``--set``) apply to every member."""
+    return [config for group in member_groups(members, overrides) for config in group]
+
+
+def member_groups(
+    members: list[dict[str, Any]] | tuple[dict[str, Any], ...], overrides: list[str] | None = None
+) -> list[list[TrainConfig]]:
+    """Per member spec, its list of TrainConfigs (one per seed; one when no ``seeds``)."""
     from deeprec.presets import load_preset
 
     if not isinstance(members, (list, tuple)) or not members:
         raise ConfigError("ensemble members must be a non-empty list of mappings")
-    configs: list[TrainConfig] = []
+    groups: list[list[TrainConfig]] = []
     for k, spec in enumerate(members):
         if not isinstance(spec, dict):
             raise ConfigError(f"ensemble member {k} must be a mapping, got {type(spec).__name__}")
@@ -61,13 +69,12 @@ def expand_members(
         config = TrainConfig.from_dict(values, source=f"ensemble member {k}")
         config = config.with_overrides(list(overrides or []))
         if seeds is None:
-            configs.append(config)
+            groups.append([config])
             continue
         if not isinstance(seeds, list) or not seeds:
             raise ConfigError(f"ensemble member {k}: seeds must be a non-empty list of integers")
-        for seed in seeds:
-            configs.append(config.with_overrides([f"seed={seed}"]))
-    return configs
+        groups.append([config.with_overrides([f"seed={seed}"]) for seed in seeds])
+    return groups
 
 
 def read_ensemble_yaml(path: str | Path) -> dict[str, Any]:
@@ -87,6 +94,17 @@ def read_ensemble_yaml(path: str | Path) -> dict[str, Any]:
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return kwargs
+
+
+def load_ensemble_preset(name: str) -> dict[str, Any]:
+    """``Ensemble`` keyword arguments of a packaged ensemble preset (e.g. ml-100k-ensemble)."""
+    from importlib import resources
+
+    from deeprec.presets import preset_text
+
+    preset_text(name)  # unknown names: ConfigError listing the presets
+    with resources.as_file(resources.files("deeprec.presets") / f"{name}.yaml") as path:
+        return read_ensemble_yaml(path)
 
 
 def is_ensemble_yaml(path: str | Path) -> bool:
@@ -123,9 +141,12 @@ class Ensemble(Recommender):
         self.verbose = verbose
 
     def member_configs(self) -> list[TrainConfig]:
+        return [c for group in self.member_groups() for c in group]
+
+    def member_groups(self) -> list[list[TrainConfig]]:
         if self.blend not in BLENDS:
             raise ConfigError(f"blend must be one of {', '.join(BLENDS)}, got {self.blend!r}")
-        return expand_members(copy.deepcopy(list(self.members)))
+        return member_groups(copy.deepcopy(list(self.members)))
 
     # --------------------------------------------------------------- fit
     def fit(
@@ -147,11 +168,12 @@ class Ensemble(Recommender):
         return self
 
     def _fit_dataset(self, dataset: PreparedDataset, on_epoch_end: Any = None) -> None:
-        configs = self.member_configs()
+        groups = self.member_groups()
+        configs = [c for group in groups for c in group]
         part = dataset.valid
-        if self.blend == "lsq" and part.ratings.shape[0] < len(configs) + 1:
+        if self.blend == "lsq" and part.ratings.shape[0] < len(groups) + 1:
             raise DataError(
-                f"blend='lsq' fits {len(configs) + 1} numbers on the validation split, which "
+                f"blend='lsq' fits {len(groups) + 1} numbers on the validation split, which "
                 f"has {part.ratings.shape[0]} ratings; give a validation split or use "
                 "blend='mean'"
             )
@@ -163,22 +185,33 @@ class Ensemble(Recommender):
                 hook = lambda record, improved, k=k: on_epoch_end(k, record, improved)  # noqa: E731
             member.fit(dataset, on_epoch_end=hook)
             self.members_.append(member)
+        # member k belongs to group_of[k]; a group's seeds share its weight equally
+        self.groups_ = [g for g, group in enumerate(groups) for _ in group]
+        group_of = np.asarray(self.groups_)
+        sizes = np.bincount(group_of)
         users, items = part.users.astype(np.int64), part.items.astype(np.int64)
         truth = part.ratings.astype(np.float64)
+        low, high = self.rating_range_
         if truth.shape[0]:
             stacked = self._member_predictions(users, items)
-            self.weights_, self.intercept_ = fit_blend(stacked, truth, self.blend)
-            low, high = self.rating_range_
+            grouped = np.stack(
+                [stacked[:, group_of == g].mean(axis=1) for g in range(len(groups))], axis=1
+            )
+            group_weights, self.intercept_ = fit_blend(grouped, truth, self.blend)
             clipped = np.clip(stacked, low, high)
-            self.member_valid_rmse_ = [
+            self.member_valid_rmse_: list[float | None] = [
                 float(np.sqrt(np.mean((clipped[:, k] - truth) ** 2)))
                 for k in range(stacked.shape[1])
             ]
-            blended = np.clip(stacked @ self.weights_ + self.intercept_, low, high)
-            self.valid_rmse_: float | None = float(np.sqrt(np.mean((blended - truth) ** 2)))
         else:  # blend="mean" without validation
-            self.weights_, self.intercept_ = fit_blend(np.zeros((0, len(configs))), truth, "mean")
+            group_weights, self.intercept_ = fit_blend(np.zeros((0, len(groups))), truth, "mean")
             self.member_valid_rmse_ = [None] * len(configs)
+        self.group_weights_ = group_weights
+        self.weights_ = group_weights[group_of] / sizes[group_of]
+        if truth.shape[0]:
+            blended = np.clip(self._predict_indices(users, items), low, high)
+            self.valid_rmse_: float | None = float(np.sqrt(np.mean((blended - truth) ** 2)))
+        else:
             self.valid_rmse_ = None
 
     # ----------------------------------------------------------- predict
@@ -225,6 +258,8 @@ class Ensemble(Recommender):
             "member_fitted": [m._fitted_meta() for m in self.members_],
             "member_valid_rmse": self.member_valid_rmse_,
             "valid_rmse": self.valid_rmse_,
+            "groups": [int(g) for g in self.groups_],
+            "group_weights": [float(w) for w in self.group_weights_],
             "weights": [float(w) for w in self.weights_],  # for reading; the tensors rule
             "intercept": float(self.intercept_),
         }
@@ -232,6 +267,8 @@ class Ensemble(Recommender):
     def _load_fitted_meta(self, meta: dict[str, Any]) -> None:
         self._meta = meta
         self.member_valid_rmse_ = meta.get("member_valid_rmse", [])
+        self.groups_ = meta.get("groups", [])
+        self.group_weights_ = np.asarray(meta.get("group_weights", []), np.float64)
         self.valid_rmse_ = meta.get("valid_rmse")
 
     def _load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
