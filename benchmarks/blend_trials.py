@@ -2,6 +2,7 @@
 
     python benchmarks/blend_trials.py fit TAG '{"orientation": "item", ...}'   # one member
     python benchmarks/blend_trials.py blend TAG1,TAG2,...                        # blend them
+    python benchmarks/blend_trials.py ensemble configs/ml-100k-ensemble.yaml     # the library
 
 `fit` trains one DeepRec (1 torch thread) on realdata.ml100k_u1() (u1.base less a seeded 5%
 validation part; u1.test) and stores its unclipped validation and test predictions in
@@ -9,7 +10,9 @@ $BLEND_DIR (default /tmp/deeprec-blend/TAG.npz); it prints validation and test R
 `blend` fits least-squares weights (with intercept, as deeprec.ensemble does) on the
 validation predictions only and prints validation and test RMSE of the blend and of the
 plain mean. Test predictions are only ever reported, never used to choose.
-Run each `fit` under `flock /tmp/deeprec-heavy.lock` (10-40 s each).
+`ensemble` fits deeprec.ensemble.Ensemble from an ensemble YAML on the same split and prints
+its validation/test RMSE, member RMSEs and weights.
+Run each `fit` / `ensemble` under `flock /tmp/deeprec-heavy.lock` (10-40 s each).
 """
 
 from __future__ import annotations
@@ -81,9 +84,48 @@ def blend(tags: list[str]) -> None:
     )
 
 
+def ensemble(path: str) -> None:
+    from deeprec.ensemble import Ensemble, read_ensemble_yaml
+
+    torch.set_num_threads(1)
+    dataset = realdata.ml100k_u1()
+    started = time.perf_counter()
+    model = Ensemble(**read_ensemble_yaml(path)).fit(dataset)
+    seconds = time.perf_counter() - started
+    test = model.score(dataset, "test")
+    print(
+        json.dumps(
+            {
+                "config": path,
+                "valid": round(model.valid_rmse_, 4),
+                "test": round(test["rmse"], 4),
+                "s": round(seconds, 1),
+                "member_valid": [round(v, 4) for v in model.member_valid_rmse_],
+                "member_test": [
+                    round(_rmse(m.predict(*_raw(dataset), clip=False), _truth(dataset)), 4)
+                    for m in model.members_
+                ],
+                "member_best_epochs": [m.best_epoch_ for m in model.members_],
+                "group_weights": [round(float(w), 3) for w in model.group_weights_],
+                "intercept": round(model.intercept_, 3),
+            }
+        )
+    )
+
+
+def _raw(dataset) -> tuple[np.ndarray, np.ndarray]:
+    return dataset.user_ids[dataset.test.users], dataset.item_ids[dataset.test.items]
+
+
+def _truth(dataset) -> np.ndarray:
+    return dataset.test.ratings.astype(np.float64)
+
+
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "fit":
         fit(sys.argv[2], json.loads(sys.argv[3]))
+    elif len(sys.argv) == 3 and sys.argv[1] == "ensemble":
+        ensemble(sys.argv[2])
     elif len(sys.argv) == 3 and sys.argv[1] == "blend":
         blend(sys.argv[2].split(","))
     else:

@@ -45,7 +45,7 @@ import torch
 from _common import SurpriseModel, machine, markdown_table
 from deeprec.atomic import atomic_file
 from deeprec.baselines import AutoRec, BiasedMF, BiasOnly
-from deeprec.ensemble import Ensemble, expand_members, load_ensemble_preset
+from deeprec.ensemble import Ensemble, load_ensemble_preset, member_groups
 from deeprec.estimator import DeepRec
 from deeprec.experiments.protocols import (
     Fold,
@@ -169,9 +169,9 @@ def ensemble_kwargs(max_epochs: int | None) -> dict[str, Any]:
     """The ensemble preset with every member's epochs capped at `max_epochs`."""
     kwargs = load_ensemble_preset(ENSEMBLE_PRESET)
     if max_epochs is not None:
-        kwargs["members"] = [
-            {**c.to_dict(), "epochs": min(c.epochs, max_epochs)}
-            for c in expand_members(kwargs["members"])
+        kwargs["members"] = [  # keep each entry (its seeds form one blend group)
+            {**spec, "epochs": min(group[0].epochs, max_epochs)}
+            for spec, group in zip(kwargs["members"], member_groups(kwargs["members"]), strict=True)
         ]
     return kwargs
 
