@@ -181,3 +181,12 @@ def test_an_ensemble_run_cannot_be_resumed(tmp_path) -> None:
     (tmp_path / "run" / "config.yaml").write_text("ensemble:\n  members: [{}]\n")
     with pytest.raises(ConfigError, match="cannot be resumed"):
         resume_run(tmp_path / "run")
+
+
+def test_recommend_ranks_by_the_blend(data, fitted) -> None:
+    user = data.user_ids[0]
+    top = fitted.recommend(user, k=3)
+    scores = fitted._score_users(np.array([0]))[0]
+    rated = set(fitted.train_.indices[fitted.train_.indptr[0] : fitted.train_.indptr[1]])
+    best = [i for i in np.argsort(-scores, kind="stable") if i not in rated][:3]
+    assert list(top["item"]) == list(fitted.item_ids_[best])
