@@ -6,9 +6,10 @@ and best-epoch selection, never test); Surprise cannot use a validation set and 
 train + valid. RMSE is on predictions clipped to the rating scale.
 
 DeepRec (issue 5's comparison) runs in the same loop on the same folds: the shipped
-``ml-100k`` preset (item-based) and the user-based TrainConfig defaults (``DeepRec()``),
-both unchanged except for an optional epoch cap (``--deeprec-max-epochs``); neither was tuned
-on any test part. ``--no-deeprec`` leaves them out (the baselines-only report).
+``ml-100k`` preset (item-based), the user-based TrainConfig defaults (``DeepRec()``, centred:
+``center: bias``) and the ``ml-100k-ensemble`` preset (deeprec.ensemble: several DeepRec
+members, blend weights fitted on each fold's validation part), all unchanged except for an
+optional epoch cap (``--deeprec-max-epochs``); none was tuned on any test part. ``--no-deeprec`` leaves them out (the baselines-only report).
 
 To add another model, append a (name, factory) pair to the list returned by
 ``default_models()`` or pass ``models=`` to ``main``::
@@ -44,6 +45,7 @@ import torch
 from _common import SurpriseModel, machine, markdown_table
 from deeprec.atomic import atomic_file
 from deeprec.baselines import AutoRec, BiasedMF, BiasOnly
+from deeprec.ensemble import Ensemble, load_ensemble_preset, member_groups
 from deeprec.estimator import DeepRec
 from deeprec.experiments.protocols import (
     Fold,
@@ -159,11 +161,28 @@ def _shown(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in hidden and not k.startswith("checkp")}
 
 
+ENSEMBLE_PRESET = "ml-100k-ensemble"
+ENSEMBLE_NAME = f"DeepRec ensemble ({ENSEMBLE_PRESET} preset)"
+
+
+def ensemble_kwargs(max_epochs: int | None) -> dict[str, Any]:
+    """The ensemble preset with every member's epochs capped at `max_epochs`."""
+    kwargs = load_ensemble_preset(ENSEMBLE_PRESET)
+    if max_epochs is not None:
+        kwargs["members"] = [  # keep each entry (its seeds form one blend group)
+            {**spec, "epochs": min(group[0].epochs, max_epochs)}
+            for spec, group in zip(kwargs["members"], member_groups(kwargs["members"]), strict=True)
+        ]
+    return kwargs
+
+
 def deeprec_models(max_epochs: int | None) -> list[tuple[str, Callable[[], Any]]]:
-    return [
+    models = [
         (name, lambda config=config: DeepRec(**config))
         for name, config in deeprec_configs(max_epochs).items()
     ]
+    kwargs = ensemble_kwargs(max_epochs)
+    return [*models, (ENSEMBLE_NAME, lambda: Ensemble(**kwargs))]
 
 
 def default_models() -> list[tuple[str, Callable[[], Any]]]:
@@ -298,6 +317,9 @@ def main(argv: list[str] | None = None, models: list | None = None) -> int:
                         f"- {name}: `{json.dumps(_shown(params), sort_keys=True)}`"
                         for name, params in deeprec_configs(args.deeprec_max_epochs).items()
                     ],
+                    f"- {ENSEMBLE_NAME}: members and blend as in"
+                    f" src/deeprec/presets/{ENSEMBLE_PRESET}.yaml (blend weights fitted by"
+                    " least squares on each fold's validation part)",
                     "",
                 ]
                 if with_deeprec

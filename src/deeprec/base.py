@@ -34,6 +34,7 @@ KNOWN_MODELS: dict[str, str] = {
     "BiasOnly": "deeprec.baselines.bias",
     "BiasedMF": "deeprec.baselines.mf",
     "AutoRec": "deeprec.baselines.autorec",
+    "Ensemble": "deeprec.ensemble",
 }
 
 

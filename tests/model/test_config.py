@@ -80,7 +80,8 @@ def test_bad_yaml_files(tmp_path) -> None:
         TrainConfig.from_yaml(tmp_path / "broken.yaml")
 
 
-PRESETS = sorted(CONFIGS.glob("*.yaml"))
+PRESETS = sorted(p for p in CONFIGS.glob("*.yaml") if not p.name.endswith("-ensemble.yaml"))
+ENSEMBLES = sorted(CONFIGS.glob("*-ensemble.yaml"))
 
 
 def test_the_expected_presets_exist() -> None:
@@ -101,6 +102,17 @@ def test_every_preset_loads_validates_and_builds(path: Path) -> None:
     text = path.read_text()
     for key in ("hidden", "activation", "dropout", "optimizer", "lr", "batch_size", "epochs"):
         assert f"\n{key}:" in f"\n{text}", f"{path.name} does not set {key}"
+
+
+@pytest.mark.parametrize("path", ENSEMBLES, ids=[p.name for p in ENSEMBLES])
+def test_every_ensemble_preset_expands_to_valid_members(path: Path) -> None:
+    from deeprec.ensemble import Ensemble, read_ensemble_yaml
+
+    groups = Ensemble(**read_ensemble_yaml(path)).member_groups()
+    assert len(groups) >= 2 and all(groups)
+    for group in groups:
+        assert len({c.seed for c in group}) == len(group)  # seeds differ within a group
+        build_model(group[0], 50)
 
 
 @pytest.mark.parametrize(

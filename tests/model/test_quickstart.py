@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from deeprec.ensemble import load_ensemble_preset
 from deeprec.errors import ConfigError
-from deeprec.presets import load_preset, preset_names, preset_text
+from deeprec.presets import is_ensemble_preset, load_preset, preset_names, preset_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,6 +48,11 @@ def test_packaged_presets_equal_the_repository_configs() -> None:
     assert "quickstart" in names
     for name in names:
         assert preset_text(name) == (ROOT / "configs" / f"{name}.yaml").read_text(), name
-        load_preset(name)
+        if is_ensemble_preset(name):
+            assert load_ensemble_preset(name)["members"], name
+            with pytest.raises(ConfigError, match="ensemble"):
+                load_preset(name)
+        else:
+            load_preset(name)
     with pytest.raises(ConfigError, match="unknown preset"):
         load_preset("nope")

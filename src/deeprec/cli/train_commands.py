@@ -47,13 +47,17 @@ def train(
 ) -> None:
     """Train a deep autoencoder; keep the best checkpoint by validation RMSE; report test RMSE.
 
+    A config with a top-level `ensemble:` key trains several models and blends them with
+    weights fitted on the validation split (deeprec.ensemble; --set applies to every member).
+
     Data-parallel under torchrun: `torchrun --nproc_per_node=N -m deeprec train ...`
     (batch_size is the global batch; only rank 0 writes the run directory).
     """
+    from deeprec.ensemble import is_ensemble_yaml
     from deeprec.errors import ConfigError
     from deeprec.train.config import TrainConfig
     from deeprec.train.distributed import LaunchEnv, distributed_session
-    from deeprec.train.run import resume_run, train_run
+    from deeprec.train.run import resume_run, train_ensemble_run, train_run
 
     device_override = [f"device={device}"] if device else []
     if resume is not None:
@@ -72,6 +76,20 @@ def train(
         return
     if data is None or out is None:
         raise ConfigError("deeprec train needs --data and --out (or --resume RUN_DIR)")
+    if config is not None and is_ensemble_yaml(config):  # a blend of several models
+        if LaunchEnv.from_env() is not None:
+            raise ConfigError("ensemble configs train single-process; not under torchrun")
+        summary = train_ensemble_run(
+            data,
+            config,
+            out,
+            overrides=[*(set_ or []), *device_override],
+            overwrite=overwrite,
+            progress=not quiet,
+            echo=typer.echo,
+        )
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
     cfg = TrainConfig.from_yaml(config) if config else TrainConfig()
     cfg = cfg.with_overrides([*(set_ or []), *device_override])
     with distributed_session(cfg.device) as dist:

@@ -28,11 +28,24 @@ def preset_text(name: str) -> str:
     return resource.read_text()
 
 
+def is_ensemble_preset(name: str) -> bool:
+    """True for presets with a top-level ``ensemble:`` key (deeprec.ensemble)."""
+    import yaml
+
+    values = yaml.safe_load(preset_text(name)) or {}
+    return isinstance(values, dict) and "ensemble" in values
+
+
 def load_preset(name: str) -> TrainConfig:
-    """The named preset as a validated TrainConfig."""
+    """The named single-model preset as a validated TrainConfig."""
     with resources.as_file(resources.files(__name__) / f"{name}.yaml") as path:
         if not Path(path).is_file():
             raise ConfigError(
                 f"unknown preset {name!r}; known presets: {', '.join(preset_names())}"
+            )
+        if is_ensemble_preset(name):
+            raise ConfigError(
+                f"preset {name!r} is an ensemble; load it with "
+                "deeprec.ensemble.load_ensemble_preset"
             )
         return TrainConfig.from_yaml(path)

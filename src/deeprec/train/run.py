@@ -17,7 +17,7 @@ from deeprec.train.checkpoint import (
     latest_checkpoint,
     writing,
 )
-from deeprec.train.config import TrainConfig
+from deeprec.train.config import TrainConfig, read_yaml
 from deeprec.train.distributed import is_main_process
 from deeprec.train.lock import RunLock
 from deeprec.train.run_dir import RunDir
@@ -86,6 +86,13 @@ def resume_run(
     run = RunDir(out)
     if not run.path.is_dir():
         raise CheckpointError(f"cannot resume: {run.path} is not a run directory")
+    if (run.path / "config.yaml").is_file() and "ensemble" in (
+        read_yaml(run.path / "config.yaml") or {}
+    ):
+        raise ConfigError(
+            f"{run.path} is an ensemble run; ensembles keep no checkpoints and cannot be "
+            "resumed: train it again (with --overwrite)"
+        )
     with RunLock(out):
         ckpt = latest_checkpoint(run.path / CHECKPOINT_DIR, warn=echo)
         config = _resume_config(ckpt, overrides or [])
@@ -165,3 +172,79 @@ def _train(
     with writing(run.path / "summary.json", "summary"):
         run.write_json("summary.json", summary)
     return summary
+
+
+def train_ensemble_run(
+    data_dir: str | Path,
+    config_path: str | Path,
+    out: str | Path,
+    *,
+    overrides: list[str] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """`deeprec train --config ENSEMBLE.yaml`: fit every member, blend on validation, keep
+    the ensemble in RUN/best and score it on test. `overrides` (``--set``) apply to every
+    member. No mid-run checkpoints: an interrupted ensemble run is started again."""
+    import yaml
+
+    from deeprec.ensemble import Ensemble, read_ensemble_yaml
+
+    kwargs = read_ensemble_yaml(config_path)
+    if overrides:  # validate before creating anything
+        from deeprec.ensemble import expand_members
+
+        expand_members(kwargs["members"], overrides)
+    dataset = PreparedDataset.load(data_dir)
+    run = RunDir(out)
+    with RunLock(out):
+        with writing(run.path, "run directory"):
+            run.create(overwrite=overwrite)
+            text = yaml.safe_dump({"ensemble": kwargs}, sort_keys=False)
+            if overrides:
+                text += "".join(f"# --set {o}\n" for o in overrides)
+            run.write_text("config.yaml", text)
+            run.write_json(
+                "dataset.json",
+                {"path": str(Path(data_dir).resolve()), "meta": dataset.meta},
+            )
+        model = Ensemble(**kwargs, verbose=progress)
+        if overrides:
+            model.members = [{**m, **_override_dict(overrides)} for m in model.members]
+        started = time.perf_counter()
+
+        def on_epoch_end(member: int, record: EpochRecord, improved: bool) -> None:
+            with writing(run.metrics_path, "metrics"):
+                run.append_metrics({"member": member, **record.to_dict()})
+            valid = "n/a" if record.valid_rmse is None else f"{record.valid_rmse:.4f}"
+            echo(
+                f"member {member}  epoch {record.epoch:3d}  train_rmse {record.train_rmse:.4f}"
+                f"  valid_rmse {valid}  {record.epoch_seconds:.1f}s{'  *best' if improved else ''}"
+            )
+
+        model.fit(dataset, on_epoch_end=on_epoch_end)
+        with writing(run.best, "best model", kept="the previous best model is intact"):
+            model.save(run.best)
+        summary: dict[str, Any] = {
+            "members": len(model.members_),
+            "member_best_epochs": [m.best_epoch_ for m in model.members_],
+            "member_valid_rmse": model.member_valid_rmse_,
+            "blend": model.blend,
+            "weights": [float(w) for w in model.weights_],
+            "intercept": float(model.intercept_),
+            "valid_rmse": model.valid_rmse_,
+            "train_seconds": time.perf_counter() - started,
+        }
+        if len(dataset.test):
+            summary["test"] = model.score(dataset, "test")
+        with writing(run.path / "summary.json", "summary"):
+            run.write_json("summary.json", summary)
+        return summary
+
+
+def _override_dict(overrides: list[str]) -> dict[str, Any]:
+    """``key=value`` strings as a dict of YAML-parsed values (validated by expand_members)."""
+    import yaml
+
+    return {o.partition("=")[0].strip(): yaml.safe_load(o.partition("=")[2]) for o in overrides}
