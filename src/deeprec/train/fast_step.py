@@ -483,11 +483,6 @@ class Planner:
         self.eligible = eligible
         self.rates: dict[str, float] | None = None
         self.counts: dict[str, int] = {}
-        self._resumed = False
-
-    def resumed(self) -> None:
-        """The run continues after updates already made: no fixed first batch."""
-        self._resumed = True
 
     def _key(self, batch: RowBatch) -> tuple:
         first = self.net.layers[0]
@@ -512,19 +507,9 @@ class Planner:
     def choose(self, batch: RowBatch) -> tuple[str, str]:
         need_out = self.output == "auto"
         need_in = self.inputs == "auto"
-        out, inp = self.output, self.inputs
-        if (need_out or need_in) and not self.counts and not self._resumed:
-            # The first batch of every run uses fixed strategies and the probes run on the
-            # second, after one optimizer update: on freshly initialised weights they timed
-            # `gather` at a third of its cost in real steps (Netflix scale, fp32:
-            # 22 ms probed vs ~100 ms per step; after 10 updates the probes said 69 ms).
-            # Fixed, not cached, so that every seeded run in a process chooses alike.
-            out = "sparse" if need_out else out
-            inp = "sparse" if need_in else inp
-            self.counts[out] = 1
-            return inp, out
         if (need_out or need_in) and self.rates is None:
             self.rates = self.calibrate(batch)
+        out, inp = self.output, self.inputs
         k_out = self.net.out_width()
         k_in = self.net.layers[0].param.shape[0]
         if need_out:
@@ -665,13 +650,10 @@ class FastStep:
         # gradients by hand, so DDP's autograd hooks never fire.
         self.before_update: Callable[[list[nn.Parameter]], None] | None = None
 
-    def weights_changed(self, *, trained: bool = True) -> None:
+    def weights_changed(self) -> None:
         """Call after the model's weights were replaced (checkpoint restore): refreshes the
-        bf16 copies the step computes with. `trained`: the restored weights were updated at
-        least once, so strategy choice starts as it would at that point of the first run."""
+        bf16 copies the step computes with."""
         self.net.refresh()
-        if trained:
-            self.planner.resumed()
 
     def _update(self) -> None:
         self.net.publish_grads()

@@ -138,7 +138,7 @@ class Trainer:
             self.best_state = resume.best_state
             weights_changed = getattr(self.step, "weights_changed", None)
             if weights_changed is not None:  # e.g. the fast step's bf16 weight copies
-                weights_changed(trained=(start_epoch, start_batch) != (1, 0))
+                weights_changed()
         if self.checkpointer is not None:
             self.checkpointer.begin(result, epochs_without_gain)
         # --- end reliability ---
