@@ -530,10 +530,10 @@ def _time_strategies(net: FastNet, batch: RowBatch, eligible) -> dict[str, float
 
     Each output probe first runs the layers before the output layer (untimed, no dropout,
     so no random numbers are drawn) and then times the output pass, so that it finds the
-    caches as a real step leaves them: output weights evicted by the other layers' work.
-    Timing the output pass alone, back to back, found the weights cached and rated `gather`
-    cheapest at Netflix scale in fp32, where real steps with it took 1.3-1.6x those with
-    `sparse` (docs/results/netflix_scale_epoch.md).
+    caches as a real step leaves them. Known gap (docs/results/netflix_scale_epoch.md): at
+    Netflix scale in fp32 the `gather` probe has measured 22 ms in some processes and 67 ms
+    in others for the same batch, while real steps with it always cost ~2x `sparse`;
+    `DEEPREC_OUTPUT_STRATEGY=sparse` pins the choice there.
     """
     saved_grads, saved_bias = dict(net._grads), dict(net._bias_grads)
     k = net.out_width()
