@@ -50,3 +50,23 @@ def test_rates_are_cached_per_process_so_seeded_runs_choose_alike(monkeypatch):
     chosen = first.choose(batch)
     assert second.choose(batch) == chosen
     assert second.rates is first.rates  # timed once, reused
+
+
+def test_gather_is_not_offered_when_a_batch_has_more_ratings_than_items(monkeypatch):
+    monkeypatch.delenv("DEEPREC_OUTPUT_STRATEGY", raising=False)
+    monkeypatch.delenv("DEEPREC_INPUT_STRATEGY", raising=False)
+    torch.manual_seed(0)
+    planner = Planner(FastNet(AutoEncoder(40, [8, 6])), refeed=False)
+    # probe rates that make gather look far cheaper than everything else
+    planner.rates = {"dense": 1.0, "sparse": 1.0, "union": 1.0, "gather": 1e-9}
+    planner.rates.update({"input-dense": 1.0, "input-sparse": 1.0})
+    dense_batch = small_batch()  # 16 rows x 40 items at 30%+: more ratings than items
+    assert dense_batch.nnz >= dense_batch.n_cols
+    assert planner.choose(dense_batch)[1] != "gather"
+    rng = np.random.default_rng(1)
+    rows = np.arange(16)
+    cols = rng.integers(0, 40, size=16)
+    matrix = CSRMatrix.from_coo(rows, cols, np.full(16, 3.0, np.float32), (16, 40))
+    sparse_batch = row_batch(matrix, rows).prepare()  # 16 ratings over 40 items
+    assert sparse_batch.nnz < sparse_batch.n_cols
+    assert planner.choose(sparse_batch)[1] == "gather"

@@ -514,7 +514,15 @@ class Planner:
         k_in = self.net.layers[0].param.shape[0]
         if need_out:
             assert self.rates is not None
-            out = min(self.eligible, key=lambda s: self.rates[s] * _work(s, batch, k_out))
+            candidates = self.eligible
+            if batch.nnz >= batch.n_cols:
+                # One gathered weight row per rating then reads more rows than the whole
+                # matrix has, three times over (forward, two backward products): never less
+                # memory traffic than `sparse`. Its probe can still come out cheap (seen at
+                # Netflix scale in fp32: 22 ms probed, ~100 ms per real step vs 65 for
+                # `sparse`), so it is not offered.
+                candidates = tuple(s for s in candidates if s != "gather")
+            out = min(candidates, key=lambda s: self.rates[s] * _work(s, batch, k_out))
         if need_in:
             assert self.rates is not None
             inp = min(
@@ -532,8 +540,8 @@ def _time_strategies(net: FastNet, batch: RowBatch, eligible) -> dict[str, float
     so no random numbers are drawn) and then times the output pass, so that it finds the
     caches as a real step leaves them. Known gap (docs/results/netflix_scale_epoch.md): at
     Netflix scale in fp32 the `gather` probe has measured 22 ms in some processes and 67 ms
-    in others for the same batch, while real steps with it always cost ~2x `sparse`;
-    `DEEPREC_OUTPUT_STRATEGY=sparse` pins the choice there.
+    in others for the same batch, while real steps with it always cost ~2x `sparse`; the
+    planner therefore does not offer `gather` for batches with more ratings than items.
     """
     saved_grads, saved_bias = dict(net._grads), dict(net._bias_grads)
     k = net.out_width()
