@@ -149,3 +149,19 @@ def test_xavier_initialisation_and_zero_biases() -> None:
     assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound
     assert all(torch.count_nonzero(b) == 0 for b in model.encoder_biases)
     assert model.architecture() == "300,200,300"
+
+
+def test_input_row_scale_divides_each_row_by_the_root_of_its_nonzeros() -> None:
+    x = torch.tensor([[4.0, 0.0, 2.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 3.0, 5.0, 2.0]])
+    model = AutoEncoder(4, [3], input_row_scale=2.0)
+    expected = torch.stack([x[0] * 2.0 / 2**0.5, x[1], x[2] * 2.0 / 2.0])
+    torch.testing.assert_close(model.scale_inputs(x), expected)
+    torch.testing.assert_close(model.encode(x), model.act(F.linear(expected, *_first(model))))
+    off = AutoEncoder(4, [3])
+    assert off.input_row_scale == 0.0 and off.scale_inputs(x) is x  # default: unchanged
+    with pytest.raises(ConfigError, match="input_row_scale"):
+        AutoEncoder(4, [3], input_row_scale=-1.0)
+
+
+def _first(model: AutoEncoder) -> tuple[torch.Tensor, torch.Tensor]:
+    return model.encoder_weights[0], model.encoder_biases[0]

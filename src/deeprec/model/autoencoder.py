@@ -4,10 +4,16 @@ n -> hidden[0] -> ... -> hidden[-1] (the code) -> mirrored decoder -> n. Weights
 as (out, in) matrices with Xavier-uniform initialisation and zero biases, as in the
 reference code. With ``constrained=True`` the decoder reuses the encoder matrices
 transposed (W_d = W_e^T, same storage); biases are never shared.
+
+``input_row_scale`` = c > 0 multiplies each input row by c / sqrt(its number of non-zero
+entries) before the first layer (0 = off, the default). Why: with raw ratings the first
+layer's input grows with how many ratings a row has; the scaled model errs differently from
+the unscaled one and blends well with it on ML-100K (docs/results/model-tuning.md, round 3).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -33,6 +39,7 @@ class AutoEncoder(nn.Module):
         dropout: float = 0.0,
         dropout_placement: str = "code",
         constrained: bool = False,
+        input_row_scale: float = 0.0,
     ) -> None:
         super().__init__()
         hidden = [int(h) for h in hidden]
@@ -47,7 +54,10 @@ class AutoEncoder(nn.Module):
                 f"dropout_placement must be one of {', '.join(DROPOUT_PLACEMENTS)}, "
                 f"got {dropout_placement!r}"
             )
+        if not (math.isfinite(input_row_scale) and input_row_scale >= 0.0):
+            raise ConfigError(f"input_row_scale must be >= 0 (0 = off), got {input_row_scale}")
         self.n_inputs = int(n_inputs)
+        self.input_row_scale = float(input_row_scale)
         self.hidden = hidden
         self.activation_name = activation
         self.last_activation_name = last_activation
@@ -95,7 +105,15 @@ class AutoEncoder(nn.Module):
             return x
         return F.dropout(x, p=self.dropout, training=self.training)
 
+    def scale_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Dense rows times input_row_scale / sqrt(non-zeros per row) (identity when 0)."""
+        if self.input_row_scale == 0.0:
+            return x
+        counts = (x != 0).sum(dim=1, keepdim=True).clamp_min(1).to(x.dtype)
+        return x * (self.input_row_scale / counts.sqrt())
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.scale_inputs(x)
         n_layers = len(self.hidden)
         for i, (w, b) in enumerate(zip(self.encoder_weights, self.encoder_biases, strict=True)):
             x = self.act(F.linear(x, w, b))

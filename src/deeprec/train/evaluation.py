@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from deeprec.data.batching import RowBatch, row_batch
 from deeprec.data.sparse import CSRMatrix
 from deeprec.model.autoencoder import AutoEncoder
-from deeprec.model.sparse_ops import sparse_rows_matmul
+from deeprec.model.sparse_ops import row_scaled_values, sparse_rows_matmul
 
 
 class _Forward:
@@ -31,7 +31,13 @@ class _Forward:
         if not self.fast:
             x, _ = batch.dense(dtype=model.encoder_weights[0].dtype)
             return model(x)
-        h = model.act(sparse_rows_matmul(batch, self.first_t).add_(model.encoder_biases[0]))
+        values = None
+        if model.input_row_scale > 0:
+            values = row_scaled_values(
+                batch.local, batch.values.to(self.first_t.dtype), batch.size, model.input_row_scale
+            )
+        z = sparse_rows_matmul(batch, self.first_t, values)
+        h = model.act(z.add_(model.encoder_biases[0]))
         for w, b in zip(model.encoder_weights[1:], model.encoder_biases[1:], strict=True):
             h = model.act(F.linear(h, w, b))
         return model.decode(h)
