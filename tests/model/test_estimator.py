@@ -230,3 +230,21 @@ def test_input_row_scale_trains_predicts_and_round_trips(dataset, tmp_path, orie
     np.testing.assert_array_equal(
         loaded.predict(users, items, clip=False), fast.predict(users, items, clip=False)
     )
+
+
+def test_rated_indicator_model_trains_and_round_trips(dataset, tmp_path) -> None:
+    kw = dict(TINY, orientation="item", center="bias", rated_indicator=True, compute="reference")
+    model = DeepRec(**kw).fit(dataset)
+    assert model.module_.indicator_weight is not None
+    model.save(tmp_path / "m")
+    loaded = DeepRec.load(tmp_path / "m")
+    assert loaded.rated_indicator is True
+    test = dataset.to_pandas("test")
+    users, items = test["user"].to_numpy(), test["item"].to_numpy()
+    np.testing.assert_array_equal(
+        loaded.predict(users, items, clip=False), model.predict(users, items, clip=False)
+    )
+    plain = DeepRec(**{**kw, "rated_indicator": False}).fit(dataset)
+    assert not np.allclose(plain.predict(users, items), model.predict(users, items))
+    with pytest.raises(ConfigError, match="rated_indicator"):
+        DeepRec(**{**kw, "compute": "fast"}).fit(dataset)

@@ -210,3 +210,23 @@ def test_input_row_scale_refuses_refeeding() -> None:
     _, fast = make_models(False, input_row_scale=1.0)
     with pytest.raises(ConfigError, match="input_row_scale"):
         FastStep(fast, torch.optim.SGD(fast.parameters(), lr=0.1), refeed_steps=1)
+
+
+def test_rated_indicator_is_refused_by_the_fast_step() -> None:
+    from deeprec.errors import ConfigError
+
+    _, fast = make_models(False, rated_indicator=True)
+    with pytest.raises(ConfigError, match=r"rated_indicator.*compute: reference"):
+        FastStep(fast, torch.optim.SGD(fast.parameters(), lr=0.1))
+
+
+@pytest.mark.parametrize("scale", [0.0, 2.5])
+def test_fast_evaluation_matches_reference_with_rated_indicator(scale: float) -> None:
+    from deeprec.train.evaluation import predict_rows
+
+    matrix = random_matrix(7)
+    model, _ = make_models(False, rated_indicator=True, input_row_scale=scale)
+    rows = np.arange(N_ROWS)
+    fast = predict_rows(model, matrix, rows, batch_size=5, compute="fast")
+    ref = predict_rows(model, matrix, rows, batch_size=5, compute="reference")
+    torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-11)

@@ -9,6 +9,12 @@ transposed (W_d = W_e^T, same storage); biases are never shared.
 entries) before the first layer (0 = off, the default). Why: with raw ratings the first
 layer's input grows with how many ratings a row has; the scaled model errs differently from
 the unscaled one and blends well with it on ML-100K (docs/results/model-tuning.md, round 3).
+
+``rated_indicator=True`` adds a second input channel, 1(x != 0), with its own (hidden[0], n)
+matrix (``indicator_weight``, Xavier-initialised, decayed like the other matrices): the
+first layer computes W x + W_r 1(x != 0) + b. Why: with centred inputs (center="bias") a
+missing entry and an average rating are both 0, so the network no longer sees *which* rows
+rated; the indicator gives that back.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ class AutoEncoder(nn.Module):
         dropout_placement: str = "code",
         constrained: bool = False,
         input_row_scale: float = 0.0,
+        rated_indicator: bool = False,
     ) -> None:
         super().__init__()
         hidden = [int(h) for h in hidden]
@@ -84,6 +91,10 @@ class AutoEncoder(nn.Module):
         self.decoder_biases = nn.ParameterList(
             nn.Parameter(torch.zeros(rev[i + 1])) for i in range(len(hidden))
         )
+        self.rated_indicator = bool(rated_indicator)
+        self.indicator_weight: nn.Parameter | None = None
+        if self.rated_indicator:
+            self.indicator_weight = nn.Parameter(torch.empty(sizes[1], sizes[0]))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -91,6 +102,8 @@ class AutoEncoder(nn.Module):
             nn.init.xavier_uniform_(weight)
         for bias in (*self.encoder_biases, *self.decoder_biases):
             nn.init.zeros_(bias)
+        if self.indicator_weight is not None:  # last: the other draws stay as without it
+            nn.init.xavier_uniform_(self.indicator_weight)
 
     def decoder_weight(self, i: int) -> torch.Tensor:
         """Decoder layer i's (out, in) matrix; a transposed view of the encoder's when tied."""
@@ -113,10 +126,14 @@ class AutoEncoder(nn.Module):
         return x * (self.input_row_scale / counts.sqrt())
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
+        rated = (x != 0).to(x.dtype) if self.indicator_weight is not None else None
         x = self.scale_inputs(x)
         n_layers = len(self.hidden)
         for i, (w, b) in enumerate(zip(self.encoder_weights, self.encoder_biases, strict=True)):
-            x = self.act(F.linear(x, w, b))
+            z = F.linear(x, w, b)
+            if i == 0 and rated is not None:
+                z = z + F.linear(rated, self.indicator_weight)
+            x = self.act(z)
             x = self._drop(x, is_code=i == n_layers - 1)
         return x
 
@@ -143,4 +160,10 @@ class AutoEncoder(nn.Module):
         enc = ",".join(str(h) for h in self.hidden)
         dec = ",".join(str(h) for h in reversed(self.hidden[:-1]))
         dp = f",dp{self.dropout:g}" if self.dropout else ""
+        if self.rated_indicator:
+            return (
+                f"{self.n_inputs}+rated,{enc}{dp}"
+                + (f",{dec}" if dec else "")
+                + f",{self.n_inputs}"
+            )
         return f"{self.n_inputs},{enc}{dp}" + (f",{dec}" if dec else "") + f",{self.n_inputs}"

@@ -25,6 +25,8 @@ class _Forward:
         if self.fast:
             w = model.encoder_weights[0]
             self.first_t = w.t() if w.t().is_contiguous() else w.t().contiguous()
+            r = model.indicator_weight
+            self.indicator_t = None if r is None else r.t().contiguous()
 
     def __call__(self, batch: RowBatch) -> torch.Tensor:
         model = self.model
@@ -37,6 +39,9 @@ class _Forward:
                 batch.local, batch.values.to(self.first_t.dtype), batch.size, model.input_row_scale
             )
         z = sparse_rows_matmul(batch, self.first_t, values)
+        if self.indicator_t is not None:  # + W_r 1(x != 0)
+            rated = (batch.values != 0).to(self.indicator_t.dtype)
+            z = z.add_(sparse_rows_matmul(batch, self.indicator_t, rated))
         h = model.act(z.add_(model.encoder_biases[0]))
         for w, b in zip(model.encoder_weights[1:], model.encoder_biases[1:], strict=True):
             h = model.act(F.linear(h, w, b))

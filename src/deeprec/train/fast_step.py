@@ -642,6 +642,11 @@ class FastStep:
         output_strategy: str = "auto",
         input_strategy: str = "auto",
     ) -> None:
+        if model.rated_indicator:
+            raise ConfigError(
+                "rated_indicator is implemented in the reference compute path only: "
+                "set compute: reference"
+            )
         self.net = FastNet(model, precision)
         self.optimizer = optimizer
         keep_optimizer_state_in_param_layout(optimizer, self.net.first)

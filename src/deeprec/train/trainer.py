@@ -82,6 +82,7 @@ def build_model(config: TrainConfig, n_inputs: int) -> AutoEncoder:
         dropout_placement=config.dropout_placement,
         constrained=config.constrained,
         input_row_scale=config.input_row_scale,
+        rated_indicator=config.rated_indicator,
     )
 
 
