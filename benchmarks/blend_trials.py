@@ -2,6 +2,7 @@
 
     python benchmarks/blend_trials.py fit TAG '{"orientation": "item", ...}'   # one member
     python benchmarks/blend_trials.py blend TAG1,TAG2,...                        # blend them
+    python benchmarks/blend_trials.py groups A1,A2+B1,B2,B3+C1                   # as Ensemble
     python benchmarks/blend_trials.py ensemble configs/ml-100k-ensemble.yaml     # the library
 
 `fit` trains one DeepRec (1 torch thread) on realdata.ml100k_u1() (u1.base less a seeded 5%
@@ -9,7 +10,9 @@ validation part; u1.test) and stores its unclipped validation and test predictio
 $BLEND_DIR (default /tmp/deeprec-blend/TAG.npz); it prints validation and test RMSE (clipped).
 `blend` fits least-squares weights (with intercept, as deeprec.ensemble does) on the
 validation predictions only and prints validation and test RMSE of the blend and of the
-plain mean. Test predictions are only ever reported, never used to choose.
+plain mean. `groups` blends as deeprec.ensemble does: the tags of a group (one member entry,
+its seeds) are averaged, then one least-squares weight per group plus an intercept.
+Test predictions are only ever reported, never used to choose.
 `ensemble` fits deeprec.ensemble.Ensemble from an ensemble YAML on the same split and prints
 its validation/test RMSE, member RMSEs and weights.
 Run each `fit` / `ensemble` under `flock /tmp/deeprec-heavy.lock` (10-40 s each).
@@ -84,6 +87,35 @@ def blend(tags: list[str]) -> None:
     )
 
 
+def groups(spec: str) -> None:
+    tag_groups = [group.split(",") for group in spec.split("+")]
+    valid_cols, test_cols = [], []
+    for group in tag_groups:
+        loaded = [np.load(OUT / f"{tag}.npz") for tag in group]
+        valid_cols.append(np.mean([x["valid"] for x in loaded], axis=0))
+        test_cols.append(np.mean([x["test"] for x in loaded], axis=0))
+        truth_v, truth_t = loaded[0]["valid_truth"], loaded[0]["test_truth"]
+    valid, test = np.stack(valid_cols, axis=1), np.stack(test_cols, axis=1)
+    weights, intercept = fit_blend(valid, truth_v, "lsq")
+    print(
+        json.dumps(
+            {
+                "groups": spec,
+                "lsq_valid": round(_rmse(valid @ weights + intercept, truth_v), 4),
+                "lsq_test": round(_rmse(test @ weights + intercept, truth_t), 4),
+                "group_valid": [
+                    round(_rmse(valid[:, k], truth_v), 4) for k in range(len(tag_groups))
+                ],
+                "group_test": [
+                    round(_rmse(test[:, k], truth_t), 4) for k in range(len(tag_groups))
+                ],
+                "weights": [round(float(w), 3) for w in weights],
+                "intercept": round(intercept, 3),
+            }
+        )
+    )
+
+
 def ensemble(path: str) -> None:
     from deeprec.ensemble import Ensemble, read_ensemble_yaml
 
@@ -126,6 +158,8 @@ def main() -> None:
         fit(sys.argv[2], json.loads(sys.argv[3]))
     elif len(sys.argv) == 3 and sys.argv[1] == "ensemble":
         ensemble(sys.argv[2])
+    elif len(sys.argv) == 3 and sys.argv[1] == "groups":
+        groups(sys.argv[2])
     elif len(sys.argv) == 3 and sys.argv[1] == "blend":
         blend(sys.argv[2].split(","))
     else:

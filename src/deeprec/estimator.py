@@ -50,6 +50,8 @@ class DeepRec(Recommender):
         center: str = _D.center,
         refeed_steps: int = _D.refeed_steps,
         input_dropout: float = _D.input_dropout,
+        input_row_scale: float = _D.input_row_scale,
+        rated_indicator: bool = _D.rated_indicator,
         optimizer: str = _D.optimizer,
         lr: float = _D.lr,
         momentum: float = _D.momentum,
@@ -83,6 +85,8 @@ class DeepRec(Recommender):
         self.center = center
         self.refeed_steps = refeed_steps
         self.input_dropout = input_dropout
+        self.input_row_scale = input_row_scale
+        self.rated_indicator = rated_indicator
         self.optimizer = optimizer
         self.lr = lr
         self.momentum = momentum

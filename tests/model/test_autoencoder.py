@@ -149,3 +149,44 @@ def test_xavier_initialisation_and_zero_biases() -> None:
     assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound
     assert all(torch.count_nonzero(b) == 0 for b in model.encoder_biases)
     assert model.architecture() == "300,200,300"
+
+
+def test_input_row_scale_divides_each_row_by_the_root_of_its_nonzeros() -> None:
+    x = torch.tensor([[4.0, 0.0, 2.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 3.0, 5.0, 2.0]])
+    model = AutoEncoder(4, [3], input_row_scale=2.0)
+    expected = torch.stack([x[0] * 2.0 / 2**0.5, x[1], x[2] * 2.0 / 2.0])
+    torch.testing.assert_close(model.scale_inputs(x), expected)
+    torch.testing.assert_close(model.encode(x), model.act(F.linear(expected, *_first(model))))
+    off = AutoEncoder(4, [3])
+    assert off.input_row_scale == 0.0 and off.scale_inputs(x) is x  # default: unchanged
+    with pytest.raises(ConfigError, match="input_row_scale"):
+        AutoEncoder(4, [3], input_row_scale=-1.0)
+
+
+def _first(model: AutoEncoder) -> tuple[torch.Tensor, torch.Tensor]:
+    return model.encoder_weights[0], model.encoder_biases[0]
+
+
+def test_rated_indicator_adds_a_first_layer_term_for_the_nonzero_pattern() -> None:
+    x = torch.tensor([[4.0, 0.0, 2.0, 0.0], [0.0, -1.5, 0.0, 0.0]])
+    model = AutoEncoder(4, [3, 2], rated_indicator=True, input_row_scale=2.0)
+    rated = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
+    z = F.linear(model.scale_inputs(x), *_first(model)) + rated @ model.indicator_weight.t()
+    h = model.act(F.linear(model.act(z), model.encoder_weights[1], model.encoder_biases[1]))
+    torch.testing.assert_close(model.encode(x), h)
+    assert "indicator_weight" in model.state_dict()
+    assert model.indicator_weight.shape == model.encoder_weights[0].shape
+    assert "+rated" in model.architecture()
+    model(x).sum().backward()
+    assert model.indicator_weight.grad is not None and model.indicator_weight.grad.abs().sum() > 0
+    plain = AutoEncoder(4, [3, 2])
+    assert plain.indicator_weight is None and "indicator_weight" not in plain.state_dict()
+
+
+def test_rated_indicator_leaves_the_other_initial_weights_unchanged() -> None:
+    torch.manual_seed(0)
+    plain = AutoEncoder(6, [4], input_row_scale=0.0)
+    torch.manual_seed(0)
+    with_indicator = AutoEncoder(6, [4], rated_indicator=True)
+    for name, tensor in plain.state_dict().items():
+        assert torch.equal(tensor, with_indicator.state_dict()[name]), name

@@ -48,6 +48,12 @@ def test_unknown_option_is_named() -> None:
         ({"lr_schedule": "cosine"}, "lr_schedule"),
         ({"lr_milestones": ["x"]}, "lr_milestones"),
         ({"dropout_placement": "input"}, "dropout_placement"),
+        ({"input_row_scale": -1.0}, "input_row_scale"),
+        ({"input_row_scale": "10"}, "input_row_scale"),
+        ({"input_row_scale": float("inf")}, "input_row_scale"),
+        ({"input_row_scale": 10.0, "refeed_steps": 1}, "input_row_scale"),
+        ({"rated_indicator": "yes"}, "rated_indicator"),
+        ({"rated_indicator": True}, "rated_indicator"),  # compute: fast (the default)
     ],
 )
 def test_bad_values_raise_config_error_naming_the_field(values: dict, field: str) -> None:

@@ -201,3 +201,50 @@ def test_mismatched_checkpoint_is_a_clear_checkpoint_error(dataset, tmp_path, ch
     info_path.write_text(json.dumps(info))
     with pytest.raises(CheckpointError, match=fragment):
         DeepRec.load(tmp_path / "m")
+
+
+@pytest.mark.parametrize("orientation", ["user", "item"])
+def test_input_row_scale_trains_predicts_and_round_trips(dataset, tmp_path, orientation) -> None:
+    """input_row_scale: fast and reference compute give the same model and predictions
+    (float tolerance); save/load keeps the option and the predictions exactly."""
+    from deeprec.train.evaluation import predict_rows
+
+    kw = dict(TINY, orientation=orientation, center="none", input_row_scale=3.0, dropout=0.0)
+    fast = DeepRec(**kw).fit(dataset)
+    ref = DeepRec(**kw, compute="reference").fit(dataset)
+    test = dataset.to_pandas("test")
+    users, items = test["user"].to_numpy(), test["item"].to_numpy()
+    np.testing.assert_allclose(
+        fast.predict(users, items, clip=False), ref.predict(users, items, clip=False), atol=1e-4
+    )
+    rows = np.arange(fast.rows_.shape[0])
+    torch.testing.assert_close(
+        predict_rows(fast.module_, fast.rows_, rows, compute="fast"),
+        predict_rows(fast.module_, fast.rows_, rows, compute="reference"),
+    )
+    plain = DeepRec(**{**kw, "input_row_scale": 0.0}).fit(dataset)
+    assert not np.allclose(plain.predict(users, items), fast.predict(users, items))
+    fast.save(tmp_path / "m")
+    loaded = DeepRec.load(tmp_path / "m")
+    assert loaded.input_row_scale == 3.0 and loaded.module_.input_row_scale == 3.0
+    np.testing.assert_array_equal(
+        loaded.predict(users, items, clip=False), fast.predict(users, items, clip=False)
+    )
+
+
+def test_rated_indicator_model_trains_and_round_trips(dataset, tmp_path) -> None:
+    kw = dict(TINY, orientation="item", center="bias", rated_indicator=True, compute="reference")
+    model = DeepRec(**kw).fit(dataset)
+    assert model.module_.indicator_weight is not None
+    model.save(tmp_path / "m")
+    loaded = DeepRec.load(tmp_path / "m")
+    assert loaded.rated_indicator is True
+    test = dataset.to_pandas("test")
+    users, items = test["user"].to_numpy(), test["item"].to_numpy()
+    np.testing.assert_array_equal(
+        loaded.predict(users, items, clip=False), model.predict(users, items, clip=False)
+    )
+    plain = DeepRec(**{**kw, "rated_indicator": False}).fit(dataset)
+    assert not np.allclose(plain.predict(users, items), model.predict(users, items))
+    with pytest.raises(ConfigError, match="rated_indicator"):
+        DeepRec(**{**kw, "compute": "fast"}).fit(dataset)

@@ -186,3 +186,47 @@ def test_before_update_hook_sees_every_gradient_contiguous() -> None:
     assert seen == [len(list(fast.parameters()))] * 2  # sparse pass + one re-feed pass
     for p, b in zip(fast.parameters(), before, strict=True):
         assert torch.equal(p.detach(), b)
+
+
+@pytest.mark.parametrize("strategy", ["dense", "sparse"])
+@pytest.mark.parametrize("input_strategy", ["sparse", "dense"])
+def test_input_row_scale_matches_reference(strategy: str, input_strategy: str) -> None:
+    """input_row_scale: the fast step scales the sparse input values exactly as
+    AutoEncoder.scale_inputs scales the dense rows (0 ratings do not count)."""
+    batch = row_batch(random_matrix(6), np.arange(N_ROWS))
+    ref, fast = make_models(False, input_row_scale=2.5)
+    r, f = run_both(ref, fast, batch, refeed=0, strategy=strategy, input_strategy=input_strategy)
+    assert_same(ref, fast, r, f)
+    plain_ref, _ = make_models(False)
+    r_plain = reference_step(
+        plain_ref, torch.optim.SGD(plain_ref.parameters(), lr=0.05), batch, refeed_steps=0
+    )
+    assert r_plain.loss != pytest.approx(r.loss)  # the option changes the math
+
+
+def test_input_row_scale_refuses_refeeding() -> None:
+    from deeprec.errors import ConfigError
+
+    _, fast = make_models(False, input_row_scale=1.0)
+    with pytest.raises(ConfigError, match="input_row_scale"):
+        FastStep(fast, torch.optim.SGD(fast.parameters(), lr=0.1), refeed_steps=1)
+
+
+def test_rated_indicator_is_refused_by_the_fast_step() -> None:
+    from deeprec.errors import ConfigError
+
+    _, fast = make_models(False, rated_indicator=True)
+    with pytest.raises(ConfigError, match=r"rated_indicator.*compute: reference"):
+        FastStep(fast, torch.optim.SGD(fast.parameters(), lr=0.1))
+
+
+@pytest.mark.parametrize("scale", [0.0, 2.5])
+def test_fast_evaluation_matches_reference_with_rated_indicator(scale: float) -> None:
+    from deeprec.train.evaluation import predict_rows
+
+    matrix = random_matrix(7)
+    model, _ = make_models(False, rated_indicator=True, input_row_scale=scale)
+    rows = np.arange(N_ROWS)
+    fast = predict_rows(model, matrix, rows, batch_size=5, compute="fast")
+    ref = predict_rows(model, matrix, rows, batch_size=5, compute="reference")
+    torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-11)

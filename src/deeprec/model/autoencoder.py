@@ -4,10 +4,22 @@ n -> hidden[0] -> ... -> hidden[-1] (the code) -> mirrored decoder -> n. Weights
 as (out, in) matrices with Xavier-uniform initialisation and zero biases, as in the
 reference code. With ``constrained=True`` the decoder reuses the encoder matrices
 transposed (W_d = W_e^T, same storage); biases are never shared.
+
+``input_row_scale`` = c > 0 multiplies each input row by c / sqrt(its number of non-zero
+entries) before the first layer (0 = off, the default). Why: with raw ratings the first
+layer's input grows with how many ratings a row has; the scaled model errs differently from
+the unscaled one and blends well with it on ML-100K (docs/results/model-tuning.md, round 3).
+
+``rated_indicator=True`` adds a second input channel, 1(x != 0), with its own (hidden[0], n)
+matrix (``indicator_weight``, Xavier-initialised, decayed like the other matrices): the
+first layer computes W x + W_r 1(x != 0) + b. Why: with centred inputs (center="bias") a
+missing entry and an average rating are both 0, so the network no longer sees *which* rows
+rated; the indicator gives that back.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -33,6 +45,8 @@ class AutoEncoder(nn.Module):
         dropout: float = 0.0,
         dropout_placement: str = "code",
         constrained: bool = False,
+        input_row_scale: float = 0.0,
+        rated_indicator: bool = False,
     ) -> None:
         super().__init__()
         hidden = [int(h) for h in hidden]
@@ -47,7 +61,10 @@ class AutoEncoder(nn.Module):
                 f"dropout_placement must be one of {', '.join(DROPOUT_PLACEMENTS)}, "
                 f"got {dropout_placement!r}"
             )
+        if not (math.isfinite(input_row_scale) and input_row_scale >= 0.0):
+            raise ConfigError(f"input_row_scale must be >= 0 (0 = off), got {input_row_scale}")
         self.n_inputs = int(n_inputs)
+        self.input_row_scale = float(input_row_scale)
         self.hidden = hidden
         self.activation_name = activation
         self.last_activation_name = last_activation
@@ -74,6 +91,10 @@ class AutoEncoder(nn.Module):
         self.decoder_biases = nn.ParameterList(
             nn.Parameter(torch.zeros(rev[i + 1])) for i in range(len(hidden))
         )
+        self.rated_indicator = bool(rated_indicator)
+        self.indicator_weight: nn.Parameter | None = None
+        if self.rated_indicator:
+            self.indicator_weight = nn.Parameter(torch.empty(sizes[1], sizes[0]))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -81,6 +102,8 @@ class AutoEncoder(nn.Module):
             nn.init.xavier_uniform_(weight)
         for bias in (*self.encoder_biases, *self.decoder_biases):
             nn.init.zeros_(bias)
+        if self.indicator_weight is not None:  # last: the other draws stay as without it
+            nn.init.xavier_uniform_(self.indicator_weight)
 
     def decoder_weight(self, i: int) -> torch.Tensor:
         """Decoder layer i's (out, in) matrix; a transposed view of the encoder's when tied."""
@@ -95,10 +118,22 @@ class AutoEncoder(nn.Module):
             return x
         return F.dropout(x, p=self.dropout, training=self.training)
 
+    def scale_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Dense rows times input_row_scale / sqrt(non-zeros per row) (identity when 0)."""
+        if self.input_row_scale == 0.0:
+            return x
+        counts = (x != 0).sum(dim=1, keepdim=True).clamp_min(1).to(x.dtype)
+        return x * (self.input_row_scale / counts.sqrt())
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
+        rated = (x != 0).to(x.dtype) if self.indicator_weight is not None else None
+        x = self.scale_inputs(x)
         n_layers = len(self.hidden)
         for i, (w, b) in enumerate(zip(self.encoder_weights, self.encoder_biases, strict=True)):
-            x = self.act(F.linear(x, w, b))
+            z = F.linear(x, w, b)
+            if i == 0 and rated is not None:
+                z = z + F.linear(rated, self.indicator_weight)
+            x = self.act(z)
             x = self._drop(x, is_code=i == n_layers - 1)
         return x
 
@@ -125,4 +160,10 @@ class AutoEncoder(nn.Module):
         enc = ",".join(str(h) for h in self.hidden)
         dec = ",".join(str(h) for h in reversed(self.hidden[:-1]))
         dp = f",dp{self.dropout:g}" if self.dropout else ""
+        if self.rated_indicator:
+            return (
+                f"{self.n_inputs}+rated,{enc}{dp}"
+                + (f",{dec}" if dec else "")
+                + f",{self.n_inputs}"
+            )
         return f"{self.n_inputs},{enc}{dp}" + (f",{dec}" if dec else "") + f",{self.n_inputs}"

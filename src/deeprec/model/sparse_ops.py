@@ -49,3 +49,13 @@ def column_sums(batch: RowBatch, weights: torch.Tensor) -> torch.Tensor:
     """sum over rows of S where S holds `weights` at the batch's positions: (n_cols,)."""
     out = torch.zeros(batch.n_cols, dtype=weights.dtype)
     return out.index_add_(0, batch.cols, weights)
+
+
+def row_scaled_values(
+    local: torch.Tensor, values: torch.Tensor, n_rows: int, scale: float
+) -> torch.Tensor:
+    """Sparse form of AutoEncoder.scale_inputs: each value times scale / sqrt(the number of
+    non-zero values in its row); `local` gives each value's row (0..n_rows-1)."""
+    counts = torch.bincount(local[values != 0], minlength=n_rows).clamp_min(1)
+    factor = scale / counts.to(values.dtype).sqrt()  # the same float ops as the dense form
+    return values * factor[local]

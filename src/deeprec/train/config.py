@@ -6,6 +6,7 @@ Unknown keys and values of the wrong type are errors (ConfigError), never silent
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,11 @@ class TrainConfig:
     # training procedure
     refeed_steps: int = 0
     input_dropout: float = 0.0
+    # c > 0: each input row times c / sqrt(its number of ratings) (model.AutoEncoder); 0 = off
+    input_row_scale: float = 0.0
+    # true: a second input channel 1(rated) with its own first-layer matrix (model.AutoEncoder;
+    # compute: reference only)
+    rated_indicator: bool = False
     optimizer: str = "adam"
     lr: float = 0.001
     momentum: float = 0.9
@@ -121,7 +127,23 @@ class TrainConfig:
         _expect(self.eval_batch_size >= 1, "eval_batch_size", "must be >= 1")
         _expect(self.epochs >= 1, "epochs", "must be >= 1")
         _expect(self.refeed_steps >= 0, "refeed_steps", "must be >= 0")
-        for key in ("constrained", "decay_biases"):
+        self.input_row_scale = _float("input_row_scale", self.input_row_scale)
+        _expect(
+            math.isfinite(self.input_row_scale) and self.input_row_scale >= 0.0,
+            "input_row_scale",
+            f"must be >= 0 (0 = off), got {self.input_row_scale}",
+        )
+        _expect(
+            not self.rated_indicator or self.compute == "reference",
+            "rated_indicator",
+            "needs compute: reference (the fast path does not implement it)",
+        )
+        _expect(
+            self.input_row_scale == 0.0 or self.refeed_steps == 0,
+            "input_row_scale",
+            "cannot be combined with refeed_steps > 0 (re-fed dense outputs have no row counts)",
+        )
+        for key in ("constrained", "decay_biases", "rated_indicator"):
             _expect(isinstance(getattr(self, key), bool), key, "must be true or false")
         self.lr_milestones = [_int("lr_milestones", m) for m in self.lr_milestones]
         for key in ("checkpoint_every_epochs", "checkpoint_every_batches"):

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from deeprec.data.batching import RowBatch, row_batch
 from deeprec.data.sparse import CSRMatrix
 from deeprec.model.autoencoder import AutoEncoder
-from deeprec.model.sparse_ops import sparse_rows_matmul
+from deeprec.model.sparse_ops import row_scaled_values, sparse_rows_matmul
 
 
 class _Forward:
@@ -25,13 +25,24 @@ class _Forward:
         if self.fast:
             w = model.encoder_weights[0]
             self.first_t = w.t() if w.t().is_contiguous() else w.t().contiguous()
+            r = model.indicator_weight
+            self.indicator_t = None if r is None else r.t().contiguous()
 
     def __call__(self, batch: RowBatch) -> torch.Tensor:
         model = self.model
         if not self.fast:
             x, _ = batch.dense(dtype=model.encoder_weights[0].dtype)
             return model(x)
-        h = model.act(sparse_rows_matmul(batch, self.first_t).add_(model.encoder_biases[0]))
+        values = None
+        if model.input_row_scale > 0:
+            values = row_scaled_values(
+                batch.local, batch.values.to(self.first_t.dtype), batch.size, model.input_row_scale
+            )
+        z = sparse_rows_matmul(batch, self.first_t, values)
+        if self.indicator_t is not None:  # + W_r 1(x != 0)
+            rated = (batch.values != 0).to(self.indicator_t.dtype)
+            z = z.add_(sparse_rows_matmul(batch, self.indicator_t, rated))
+        h = model.act(z.add_(model.encoder_biases[0]))
         for w, b in zip(model.encoder_weights[1:], model.encoder_biases[1:], strict=True):
             h = model.act(F.linear(h, w, b))
         return model.decode(h)

@@ -34,7 +34,12 @@ from torch import nn
 from deeprec.data.batching import RowBatch
 from deeprec.errors import ConfigError
 from deeprec.model.autoencoder import AutoEncoder
-from deeprec.model.sparse_ops import column_sums, sparse_cols_matmul, sparse_rows_matmul
+from deeprec.model.sparse_ops import (
+    column_sums,
+    row_scaled_values,
+    sparse_cols_matmul,
+    sparse_rows_matmul,
+)
 from deeprec.train.precision import WeightMirror, low_precision_dtype
 from deeprec.train.step import StepResult
 
@@ -645,11 +650,19 @@ class FastStep:
         output_strategy: str = "auto",
         input_strategy: str = "auto",
     ) -> None:
+        if model.rated_indicator:
+            raise ConfigError(
+                "rated_indicator is implemented in the reference compute path only: "
+                "set compute: reference"
+            )
         self.net = FastNet(model, precision)
         self.optimizer = optimizer
         keep_optimizer_state_in_param_layout(optimizer, self.net.first)
         self.refeed_steps = refeed_steps
         self.input_dropout = input_dropout
+        self.input_row_scale = model.input_row_scale
+        if self.input_row_scale > 0 and refeed_steps > 0:
+            raise ConfigError("input_row_scale cannot be combined with refeed_steps > 0")
         self.planner = Planner(
             self.net, refeed=refeed_steps > 0, output=output_strategy, inputs=input_strategy
         )
@@ -680,6 +693,8 @@ class FastStep:
             values = values * torch.empty_like(values).bernoulli_(keep).div_(keep)
         values = values.to(net.first.dtype)
         in_values = None if self.input_dropout == 0 else values
+        if self.input_row_scale > 0:  # AutoEncoder.scale_inputs, on the (dropped-out) values
+            in_values = row_scaled_values(batch.local, values, batch.size, self.input_row_scale)
         with torch.no_grad():
             h, saved = net.hidden_forward(
                 batch, None, train=True, input_strategy=input_strategy, input_values=in_values

@@ -81,6 +81,8 @@ def build_model(config: TrainConfig, n_inputs: int) -> AutoEncoder:
         dropout=config.dropout,
         dropout_placement=config.dropout_placement,
         constrained=config.constrained,
+        input_row_scale=config.input_row_scale,
+        rated_indicator=config.rated_indicator,
     )
 
 
