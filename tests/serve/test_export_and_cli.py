@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from deeprec.recommend.export import export_model, parity_inputs, run_exported
 
@@ -33,6 +34,30 @@ def test_export_parity_on_random_users(fitted, tmp_path, fmt, suffix):
     sidecar = json.loads((tmp_path / f"model{suffix}.json").read_text())
     assert sidecar["input_ids"] == fitted.item_ids_.tolist()
     assert sidecar["rating_range"] == list(fitted.rating_range_)
+
+
+@pytest.mark.parametrize(("fmt", "suffix"), [("onnx", ".onnx"), ("torchscript", ".pt")])
+def test_export_parity_with_row_scaling_and_rated_indicator(ratings_frame, tmp_path, fmt, suffix):
+    """The input options live in the module's forward, so exported graphs must carry them."""
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    from deeprec import DeepRec
+
+    model = DeepRec(
+        hidden=[16],
+        epochs=2,
+        input_row_scale=3.0,
+        rated_indicator=True,
+        compute="reference",
+        seed=2,
+    ).fit(ratings_frame)
+    out = tmp_path / f"model{suffix}"
+    report = export_model(model, out, fmt, n_check=32, seed=4)
+    assert report["parity_ok"] and report["parity_max_abs_diff"] <= 1e-5
+    x = parity_inputs(model, n=9, seed=5).numpy()
+    with torch.inference_mode():
+        expected = model.module_(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(run_exported(out, fmt, x), expected, atol=1e-5, rtol=0)
 
 
 def run_cli(*args):
