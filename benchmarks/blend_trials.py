@@ -66,25 +66,26 @@ def fit(tag: str, params: dict) -> None:
     print(json.dumps(row), flush=True)
 
 
+def _lsq_blend(valid: np.ndarray, test: np.ndarray, truth_v, truth_t) -> dict:
+    """Least-squares blend weights fitted on validation columns; RMSE on valid and test."""
+    weights, intercept = fit_blend(valid, truth_v, "lsq")
+    return {
+        "lsq_valid": round(_rmse(valid @ weights + intercept, truth_v), 4),
+        "lsq_test": round(_rmse(test @ weights + intercept, truth_t), 4),
+        "weights": [round(float(w), 3) for w in weights],
+        "intercept": round(intercept, 3),
+    }
+
+
 def blend(tags: list[str]) -> None:
     loaded = [np.load(OUT / f"{tag}.npz") for tag in tags]
     truth_v, truth_t = loaded[0]["valid_truth"], loaded[0]["test_truth"]
     valid = np.stack([x["valid"] for x in loaded], axis=1)
     test = np.stack([x["test"] for x in loaded], axis=1)
-    weights, intercept = fit_blend(valid, truth_v, "lsq")
-    print(
-        json.dumps(
-            {
-                "members": tags,
-                "lsq_valid": round(_rmse(valid @ weights + intercept, truth_v), 4),
-                "lsq_test": round(_rmse(test @ weights + intercept, truth_t), 4),
-                "mean_valid": round(_rmse(valid.mean(axis=1), truth_v), 4),
-                "mean_test": round(_rmse(test.mean(axis=1), truth_t), 4),
-                "weights": [round(float(w), 3) for w in weights],
-                "intercept": round(intercept, 3),
-            }
-        )
-    )
+    row = {"members": tags, **_lsq_blend(valid, test, truth_v, truth_t)}
+    row["mean_valid"] = round(_rmse(valid.mean(axis=1), truth_v), 4)
+    row["mean_test"] = round(_rmse(test.mean(axis=1), truth_t), 4)
+    print(json.dumps(row))
 
 
 def groups(spec: str) -> None:
@@ -96,24 +97,10 @@ def groups(spec: str) -> None:
         test_cols.append(np.mean([x["test"] for x in loaded], axis=0))
         truth_v, truth_t = loaded[0]["valid_truth"], loaded[0]["test_truth"]
     valid, test = np.stack(valid_cols, axis=1), np.stack(test_cols, axis=1)
-    weights, intercept = fit_blend(valid, truth_v, "lsq")
-    print(
-        json.dumps(
-            {
-                "groups": spec,
-                "lsq_valid": round(_rmse(valid @ weights + intercept, truth_v), 4),
-                "lsq_test": round(_rmse(test @ weights + intercept, truth_t), 4),
-                "group_valid": [
-                    round(_rmse(valid[:, k], truth_v), 4) for k in range(len(tag_groups))
-                ],
-                "group_test": [
-                    round(_rmse(test[:, k], truth_t), 4) for k in range(len(tag_groups))
-                ],
-                "weights": [round(float(w), 3) for w in weights],
-                "intercept": round(intercept, 3),
-            }
-        )
-    )
+    row = {"groups": spec, **_lsq_blend(valid, test, truth_v, truth_t)}
+    row["group_valid"] = [round(_rmse(valid[:, k], truth_v), 4) for k in range(len(tag_groups))]
+    row["group_test"] = [round(_rmse(test[:, k], truth_t), 4) for k in range(len(tag_groups))]
+    print(json.dumps(row))
 
 
 def ensemble(path: str) -> None:
