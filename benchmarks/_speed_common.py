@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import time
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from deeprec.atomic import atomic_file
 from deeprec.data.sparse import CSRMatrix
 
 MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::matmul"}
@@ -98,3 +100,13 @@ def profile_steps(step_fn, batches: list) -> dict:
     parts["step_ms_under_profiler"] = step_ms
     parts["matmul_gflops"] = flops / (matmul / 1e6) / 1e9 if matmul else 0.0
     return {k: round(v, 3) for k, v in parts.items()}
+
+
+def emit_report(report: dict, out: str | Path | None) -> None:
+    """Print the JSON report and, with `out`, write it there (atomically: no half file)."""
+    text = json.dumps(report, indent=2, default=str)
+    print(text)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(out, "w") as handle:
+            handle.write(text + "\n")

@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import netflix_scale_epoch as netflix
 from deeprec.data.batching import epoch_order, iter_row_batches
 from deeprec.train import fast_step
-from deeprec.train.config import TrainConfig
 from deeprec.train.optim import build_optimizer
 from deeprec.train.step import make_step
 from deeprec.train.trainer import build_model
@@ -33,17 +32,7 @@ USERS = 12_000
 
 
 def full_architecture_step(n_items: int):
-    config = TrainConfig(
-        hidden=[512, 512, 1024],
-        dropout=0.8,
-        activation="selu",
-        optimizer="sgd",
-        lr=0.001,
-        momentum=0.9,
-        batch_size=128,
-        compute="fast",
-        precision="fp32",
-    )
+    config = netflix.full_architecture_config("fp32", refeed=0)
     torch.manual_seed(0)
     model = build_model(config, n_items)
     return make_step(model, build_optimizer(model.parameters(), config), config)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 import os
 import statistics
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _speed_common import load_movielens_dat, matmul_peak, profile_steps
+from _speed_common import emit_report, load_movielens_dat, matmul_peak, profile_steps
 from deeprec.data.batching import epoch_order, iter_row_batches
 from deeprec.train.config import TrainConfig
 from deeprec.train.evaluation import evaluate_sse
@@ -272,11 +271,7 @@ def main() -> None:
         - runs["fast-fp32-refeed0"]["valid_rmse_last"],
         "batch_building_fraction_of_step (<0.05)": report["batch_building"]["fraction_of_step"],
     }
-    text = json.dumps(report, indent=2, default=str)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+    emit_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ What differs from the reference (NVIDIA's) procedure, and why it is the same mat
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -98,6 +99,15 @@ def _contiguous_state_dict(module, state_dict, prefix, local_metadata):
         if isinstance(value, torch.Tensor) and not value.is_contiguous():
             state_dict[key] = value.contiguous()
     return state_dict
+
+
+def _accumulate(store: dict[int, torch.Tensor], param: torch.Tensor, grad: torch.Tensor) -> None:
+    """Add `grad` to param's entry (tied weights get two), or start it with `grad` itself."""
+    key = id(param)
+    if key in store:
+        store[key].add_(grad)
+    else:
+        store[key] = grad
 
 
 @dataclass
@@ -219,18 +229,10 @@ class FastNet:
 
     # ---------------------------------------------------------- gradients
     def _add_grad(self, param: torch.Tensor, grad_storage: torch.Tensor) -> None:
-        key = id(param)
-        if key in self._grads:
-            self._grads[key].add_(grad_storage)
-        else:
-            self._grads[key] = grad_storage
+        _accumulate(self._grads, param, grad_storage)
 
     def _add_bias_grad(self, bias: torch.Tensor, grad: torch.Tensor) -> None:
-        key = id(bias)
-        if key in self._bias_grads:
-            self._bias_grads[key].add_(grad)
-        else:
-            self._bias_grads[key] = grad
+        _accumulate(self._bias_grads, bias, grad)
 
     def publish_grads(self) -> None:
         """Hand the accumulated gradients to the parameters (layout = the parameter's)."""
@@ -616,6 +618,7 @@ def _cache_evictor(net: FastNet) -> Callable[[], None]:
     return evict
 
 
+@functools.cache
 def _last_level_cache_bytes() -> int:
     """The largest CPU cache Linux reports (sysfs), else 32 MiB."""
     sizes = []
