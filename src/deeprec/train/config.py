@@ -73,6 +73,9 @@ class TrainConfig:
     device: str = "cpu"
     eval_batch_size: int = 1024
     threads: int = 0  # 0 = leave torch's default
+    # glibc: keep freed large blocks in the heap during each epoch instead of unmapping and
+    # page-faulting them in again every step (train/heap.py); no effect on the math
+    reuse_freed_memory: bool = True
     # checkpoints for --resume (RUN/checkpoints/; see train/checkpoint.py); 0 = off
     checkpoint_every_epochs: int = 1
     checkpoint_every_batches: int = 0  # mid-epoch checkpoints every N batches
@@ -143,7 +146,7 @@ class TrainConfig:
             "input_row_scale",
             "cannot be combined with refeed_steps > 0 (re-fed dense outputs have no row counts)",
         )
-        for key in ("constrained", "decay_biases", "rated_indicator"):
+        for key in ("constrained", "decay_biases", "rated_indicator", "reuse_freed_memory"):
             _expect(isinstance(getattr(self, key), bool), key, "must be true or false")
         self.lr_milestones = [_int("lr_milestones", m) for m in self.lr_milestones]
         for key in ("checkpoint_every_epochs", "checkpoint_every_batches"):

@@ -41,6 +41,7 @@ from deeprec.model.sparse_ops import (
     sparse_cols_matmul,
     sparse_rows_matmul,
 )
+from deeprec.train.blocked_gemm import addmm_blocked_columns, mm_blocked_rows
 from deeprec.train.precision import WeightMirror, low_precision_dtype
 from deeprec.train.step import StepResult
 
@@ -250,7 +251,7 @@ class FastNet:
         if self.lowp is not None:
             w = self.used(layer, low=True)
             return torch.add(layer.bias, torch.mm(h.to(self.lowp), w.t()))
-        return torch.addmm(layer.bias, h, self.used(layer).t())
+        return addmm_blocked_columns(layer.bias, h, self.used(layer).t())
 
     def _linear_backward(
         self, gz: torch.Tensor, h: torch.Tensor, layer: _Layer, need_input_grad: bool
@@ -264,7 +265,7 @@ class FastNet:
             if need_input_grad:
                 return torch.mm(gzl, self.used(layer, low=True)).float()
             return None
-        gw = torch.mm(gz.t(), h) if rows else torch.mm(h.t(), gz)
+        gw = mm_blocked_rows(gz.t(), h) if rows else mm_blocked_rows(h.t(), gz)
         self._add_grad(layer.param, gw)
         return torch.mm(gz, self.used(layer)) if need_input_grad else None
 

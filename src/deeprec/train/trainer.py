@@ -26,6 +26,7 @@ from deeprec.train.config import TrainConfig
 from deeprec.train.distributed import DataParallel, DistContext, model_device
 from deeprec.train.evaluation import evaluate_sse
 from deeprec.train.optim import build_optimizer, build_scheduler
+from deeprec.train.heap import reuse_freed_memory
 from deeprec.train.step import StepResult, make_step
 
 
@@ -187,6 +188,12 @@ class Trainer:
     ) -> EpochRecord:
         """One epoch; `start_batch`/`carry` (batches done, their SSE and count) resume one
         that a checkpoint interrupted, replaying the same (seed, epoch) order."""
+        with reuse_freed_memory(self.config.reuse_freed_memory):
+            return self._run_epoch_steps(epoch, has_valid, start_batch, carry)
+
+    def _run_epoch_steps(
+        self, epoch: int, has_valid: bool, start_batch: int, carry: tuple[float, int]
+    ) -> EpochRecord:
         config = self.config
         self.model.train()
         order = epoch_order(self.train_rows, config.seed, epoch)
