@@ -41,6 +41,7 @@ from deeprec.model.sparse_ops import (
     sparse_cols_matmul,
     sparse_rows_matmul,
 )
+from deeprec.train import mirrored_sgd
 from deeprec.train.blocked_gemm import addmm_blocked_columns, mm_blocked_rows
 from deeprec.train.precision import WeightMirror, low_precision_dtype
 from deeprec.train.step import StepResult
@@ -172,6 +173,9 @@ class FastNet:
             self._mirror_index = {id(p): i for i, p in enumerate(self._params)}
         self._grads: dict[int, torch.Tensor] = {}
         self._bias_grads: dict[int, torch.Tensor] = {}
+        # ids of weights whose gradient from a bf16 GEMM is kept in bf16: FastStep hands it
+        # straight to the fused update (mirrored_sgd), which reads it with the weights
+        self.low_precision_grads: set[int] = set()
 
     # ----------------------------------------------------------- layouts
     def stored_t(self, param: torch.Tensor) -> bool:
@@ -241,6 +245,8 @@ class FastNet:
             p = layer.param
             if id(p) in self._grads:
                 g = self._grads.pop(id(p))
+                if g.dtype != p.dtype:  # a kept bf16 gradient the fused update did not take
+                    g = g.to(p.dtype)
                 p.grad = g.t() if self.stored_t(p) else g
             b = layer.bias
             if id(b) in self._bias_grads:
@@ -260,7 +266,9 @@ class FastNet:
         rows = self._uses_storage_rows(layer)
         if self.lowp is not None:
             gzl, hl = gz.to(self.lowp), h.to(self.lowp)
-            gw = (torch.mm(gzl.t(), hl) if rows else torch.mm(hl.t(), gzl)).float()
+            gw = torch.mm(gzl.t(), hl) if rows else torch.mm(hl.t(), gzl)
+            if id(layer.param) not in self.low_precision_grads:
+                gw = gw.float()
             self._add_grad(layer.param, gw)
             if need_input_grad:
                 return torch.mm(gzl, self.used(layer, low=True)).float()
@@ -674,6 +682,27 @@ class FastStep:
         # optimizer step: the place for a distributed all-reduce. The fast path computes
         # gradients by hand, so DDP's autograd hooks never fire.
         self.before_update: Callable[[list[nn.Parameter]], None] | None = None
+        self._fused = self._fused_update_candidates(model)
+        self.net.low_precision_grads = set(self._fused)
+
+    def _fused_update_candidates(self, model: AutoEncoder) -> dict[int, tuple]:
+        """bf16 weight matrices whose SGD update also writes their bf16 copy (mirrored_sgd):
+        {id: (param, mirror index, param group)}. Tied weights take two gradient terms,
+        which are summed in fp32, so a tied model keeps the plain path."""
+        mirror = self.net._mirror
+        if mirror is None or model.constrained:
+            return {}
+        groups = {id(p): g for g in self.optimizer.param_groups for p in g["params"]}
+        found = {}
+        for index, param in enumerate(self.net._params):
+            group = groups.get(id(param))
+            if (
+                param.numel() >= mirrored_sgd.MIN_NUMEL
+                and group is not None
+                and mirrored_sgd.supported_group(self.optimizer, group)
+            ):
+                found[id(param)] = (param, index, group)
+        return found
 
     def weights_changed(self) -> None:
         """Call after the model's weights were replaced (checkpoint restore): refreshes the
@@ -681,12 +710,35 @@ class FastStep:
         self.net.refresh()
 
     def _update(self) -> None:
-        self.net.publish_grads()
-        with self.net.optimizer_layout():
+        net = self.net
+        fused = []
+        if self._fused and self.before_update is None:  # (an all-reduce needs fp32 grads)
+            for key, (param, index, group) in self._fused.items():
+                # a copy never read (the sparse first layer's) is not worth writing
+                if key in net._grads and net._mirror.read[index]:
+                    fused.append((param, index, group, net._grads.pop(key)))
+                    param.grad = None  # optimizer.step() leaves it alone
+        net.publish_grads()
+        with net.optimizer_layout():
             if self.before_update is not None:
-                self.before_update(self.net.parameters())
+                self.before_update(net.parameters())
             self.optimizer.step()
-        self.net.refresh()
+        net.refresh()
+        for param, index, group, grad in fused:
+            master = net._mirror.masters[index]  # contiguous storage, as the state keeps it
+            state = self.optimizer.state[param]
+            if state.get("momentum_buffer") is None:  # first step: m = d, as SGD does
+                state["momentum_buffer"] = torch.zeros_like(master)
+            mirrored_sgd.sgd_and_copy(
+                master,
+                state["momentum_buffer"],
+                grad,
+                net._mirror.copies[index],
+                group["lr"],
+                group["momentum"],
+                group["weight_decay"],
+            )
+            net._mirror.mark_fresh(index)
 
     def __call__(self, batch: RowBatch) -> StepResult:
         net = self.net

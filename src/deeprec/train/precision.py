@@ -45,6 +45,7 @@ class WeightMirror:
         self.masters = masters
         self.copies = [torch.empty_like(m, dtype=dtype) for m in masters]
         self.stale = [True] * len(masters)
+        self.read = [False] * len(masters)  # whether a copy was ever read
         self.casts = 0  # copies re-cast so far (for tests and benchmarks)
 
     def refresh(self) -> None:
@@ -58,4 +59,9 @@ class WeightMirror:
             self.copies[index].copy_(self.masters[index])
             self.stale[index] = False
             self.casts += 1
+        self.read[index] = True
         return self.copies[index]
+
+    def mark_fresh(self, index: int) -> None:
+        """The copy was written together with its master (train/mirrored_sgd.py)."""
+        self.stale[index] = False

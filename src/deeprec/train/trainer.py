@@ -25,8 +25,8 @@ from deeprec.model.autoencoder import AutoEncoder
 from deeprec.train.config import TrainConfig
 from deeprec.train.distributed import DataParallel, DistContext, model_device
 from deeprec.train.evaluation import evaluate_sse
-from deeprec.train.optim import build_optimizer, build_scheduler
 from deeprec.train.heap import reuse_freed_memory
+from deeprec.train.optim import build_optimizer, build_scheduler
 from deeprec.train.step import StepResult, make_step
 
 

@@ -1,0 +1,124 @@
+"""The bf16 fused update (SGD on the fp32 master + the bf16 copy in one pass) does what
+torch.optim.SGD followed by a cast does, and the fast step uses it only where it applies."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from deeprec.data.batching import row_batch
+from deeprec.data.sparse import CSRMatrix
+from deeprec.model.autoencoder import AutoEncoder
+from deeprec.train import mirrored_sgd
+from deeprec.train.fast_step import FastStep
+
+
+@pytest.mark.parametrize("grad_dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_update_equals_sgd_then_cast(grad_dtype, weight_decay) -> None:
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(64, 32, generator=gen)
+    grads = [torch.randn(64, 32, generator=gen).to(grad_dtype) for _ in range(3)]
+    param = torch.nn.Parameter(w.clone())
+    sgd = torch.optim.SGD([param], lr=0.1, momentum=0.9, weight_decay=weight_decay)
+    mine, momentum = w.clone(), torch.zeros_like(w)  # m = 0 then m = mu*0 + d = d: SGD's start
+    copy_low = torch.empty_like(w, dtype=torch.bfloat16)
+    for g in grads:
+        param.grad = g.float()
+        sgd.step()
+        mirrored_sgd.sgd_and_copy(mine, momentum, g, copy_low, 0.1, 0.9, weight_decay)
+        torch.testing.assert_close(mine, param.detach(), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(momentum, sgd.state[param]["momentum_buffer"])
+        assert torch.equal(copy_low, mine.to(torch.bfloat16))
+
+
+def test_unsupported_options_are_refused() -> None:
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    for opt in (
+        torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True),
+        torch.optim.SGD(p, lr=0.1, momentum=0.0),
+        torch.optim.SGD(p, lr=0.1, momentum=0.9, dampening=0.1),
+        torch.optim.Adam(p, lr=0.1),
+    ):
+        assert not mirrored_sgd.supported_group(opt, opt.param_groups[0])
+    ok = torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.1)
+    assert mirrored_sgd.supported_group(ok, ok.param_groups[0])
+
+
+def _batch():
+    rng = np.random.default_rng(1)
+    mask = rng.random((32, 60)) < 0.3
+    mask[:, 0] = True
+    rows, cols = np.nonzero(mask)
+    values = rng.integers(1, 6, size=rows.shape[0]).astype(np.float32)
+    return row_batch(CSRMatrix.from_coo(rows, cols, values, (32, 60)), np.arange(32)).prepare()
+
+
+def _train(model, fused: bool, monkeypatch, refeed: int, steps: int = 4):
+    monkeypatch.setattr(mirrored_sgd, "MIN_NUMEL", 1 if fused else 1 << 40)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=0.001)
+    step = FastStep(
+        model,
+        opt,
+        precision="bf16",
+        refeed_steps=refeed,
+        input_strategy="sparse",
+        output_strategy="sparse",
+    )
+    batch = _batch()
+    torch.manual_seed(5)
+    losses = [step(batch).loss for _ in range(steps)]
+    return step, opt, losses
+
+
+@pytest.mark.parametrize("refeed", [0, 1])
+def test_fast_step_with_fused_update_tracks_the_plain_one(monkeypatch, refeed) -> None:
+    calls = []
+    real = mirrored_sgd.sgd_and_copy
+    monkeypatch.setattr(mirrored_sgd, "sgd_and_copy", lambda *a: calls.append(1) or real(*a))
+    torch.manual_seed(0)
+    model = AutoEncoder(60, [16, 8], activation="selu", dropout=0.0)
+    twin = copy.deepcopy(model)
+    fused_step, fused_opt, fused_losses = _train(model, True, monkeypatch, refeed)
+    # the output layer's copy is read every pass; the sparse first layer's only when re-fed
+    assert len(calls) >= 4 * (1 + refeed)
+    calls.clear()
+    plain_step, plain_opt, plain_losses = _train(twin, False, monkeypatch, refeed)
+    assert fused_step._fused and not plain_step._fused and not calls
+    # float rounding only (a fused multiply-add here and there); bf16 GEMMs amplify it a bit
+    assert fused_losses == pytest.approx(plain_losses, rel=1e-3)
+    for (name, a), (_, b) in zip(model.named_parameters(), twin.named_parameters(), strict=True):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-3, atol=1e-4, msg=name)
+    # the optimizer state keeps SGD's layout: checkpoints cannot tell the paths apart
+    state_a, state_b = fused_opt.state_dict()["state"], plain_opt.state_dict()["state"]
+    assert state_a.keys() == state_b.keys()
+    for key in state_a:
+        a, b = state_a[key]["momentum_buffer"], state_b[key]["momentum_buffer"]
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+    # every copy that will be read is the cast of its master
+    mirror = fused_step.net._mirror
+    for index, master in enumerate(mirror.masters):
+        if not mirror.stale[index]:
+            assert torch.equal(mirror.copies[index], master.to(torch.bfloat16))
+
+
+def test_tied_models_and_all_reduce_keep_the_plain_path(monkeypatch) -> None:
+    monkeypatch.setattr(mirrored_sgd, "MIN_NUMEL", 1)
+    torch.manual_seed(0)
+    tied = AutoEncoder(60, [16, 8], activation="selu", constrained=True)
+    step = FastStep(
+        tied, torch.optim.SGD(tied.parameters(), lr=0.01, momentum=0.9), precision="bf16"
+    )
+    assert step._fused == {}
+    model = AutoEncoder(60, [16, 8], activation="selu")
+    step = FastStep(
+        model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), precision="bf16"
+    )
+    seen = []
+    step.before_update = lambda params: seen.extend(p.grad.dtype for p in params)
+    step(_batch())
+    assert seen and all(d == torch.float32 for d in seen)  # fp32 gradients reach the hook
