@@ -14,6 +14,7 @@ load from other work hits all alike) and extrapolates; the output says which.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -95,7 +96,7 @@ def main() -> None:
     parser.add_argument(
         "--settings",
         default="fast-fp32-refeed0,fast-bf16-refeed0,fast-fp32-refeed1,fast-bf16-refeed1",
-        help="comma-separated subset of the four settings",
+        help="comma-separated settings; also fast-fp32-refeed0-lazy, fast-bf16-refeed0-lazy",
     )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -118,15 +119,18 @@ def main() -> None:
     n_batches = math.ceil(rows.shape[0] / batch_size)
     timed = n_batches if args.batches <= 0 else min(args.batches, n_batches)
     settings = {}
-    for refeed in (0, 1):
-        for precision in ("fp32", "bf16"):
-            if f"fast-{precision}-refeed{refeed}" not in wanted:
-                continue
-            config = full_architecture_config(precision, refeed)
+    variants = [(p, r, False) for r in (0, 1) for p in ("fp32", "bf16")]
+    variants += [(p, 0, True) for p in ("fp32", "bf16")]  # opt-in lazy updates (other math)
+    for precision, refeed, lazy in variants:
+        name = f"fast-{precision}-refeed{refeed}" + ("-lazy" if lazy else "")
+        if name in wanted:
+            config = dataclasses.replace(
+                full_architecture_config(precision, refeed), lazy_updates=lazy
+            )
             torch.manual_seed(0)
             model = build_model(config, matrix.shape[1])
             optimizer = build_optimizer(model.parameters(), config)
-            settings[f"fast-{precision}-refeed{refeed}"] = {
+            settings[name] = {
                 "step": make_step(model, optimizer, config),
                 "seconds": 0.0,
                 "ratings": 0,

@@ -45,6 +45,17 @@ def sparse_cols_matmul(
     return bag_sum(dense, by_col.local, by_col.offsets, values)
 
 
+def sparse_cols_matmul_touched(
+    batch: RowBatch, dense: torch.Tensor, weights: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(U, rows U of S^T @ dense) for U = the columns the batch rated (the other rows are 0)."""
+    by_col = batch.by_column()
+    union, _ = batch.column_union()
+    offsets = torch.cat([by_col.offsets[union], by_col.offsets[-1:]])
+    values = by_col.values if weights is None else weights[by_col.perm]
+    return union, bag_sum(dense, by_col.local, offsets, values)
+
+
 def column_sums(batch: RowBatch, weights: torch.Tensor) -> torch.Tensor:
     """sum over rows of S where S holds `weights` at the batch's positions: (n_cols,)."""
     out = torch.zeros(batch.n_cols, dtype=weights.dtype)

@@ -52,6 +52,9 @@ class TrainConfig:
     input_dropout: float = 0.0
     # c > 0: each input row times c / sqrt(its number of ratings) (model.AutoEncoder); 0 = off
     input_row_scale: float = 0.0
+    # opt-in, CHANGES THE MATH (train/lazy_rows.py): momentum SGD moves only the rows of the
+    # item-wide matrices a batch rated; compute fast, optimizer sgd, refeed_steps 0
+    lazy_updates: bool = False
     # true: a second input channel 1(rated) with its own first-layer matrix (model.AutoEncoder;
     # compute: reference only)
     rated_indicator: bool = False
@@ -146,7 +149,26 @@ class TrainConfig:
             "input_row_scale",
             "cannot be combined with refeed_steps > 0 (re-fed dense outputs have no row counts)",
         )
-        for key in ("constrained", "decay_biases", "rated_indicator", "reuse_freed_memory"):
+        _expect(
+            not self.lazy_updates
+            or (
+                self.compute == "fast"
+                and self.optimizer == "sgd"
+                and self.momentum > 0
+                and self.refeed_steps == 0
+                and not self.constrained
+            ),
+            "lazy_updates",
+            "needs compute: fast, optimizer: sgd with momentum > 0, refeed_steps: 0 and "
+            "constrained: false",
+        )
+        for key in (
+            "constrained",
+            "decay_biases",
+            "rated_indicator",
+            "reuse_freed_memory",
+            "lazy_updates",
+        ):
             _expect(isinstance(getattr(self, key), bool), key, "must be true or false")
         self.lr_milestones = [_int("lr_milestones", m) for m in self.lr_milestones]
         for key in ("checkpoint_every_epochs", "checkpoint_every_batches"):

@@ -39,10 +39,12 @@ from deeprec.model.sparse_ops import (
     column_sums,
     row_scaled_values,
     sparse_cols_matmul,
+    sparse_cols_matmul_touched,
     sparse_rows_matmul,
 )
 from deeprec.train import mirrored_sgd
 from deeprec.train.blocked_gemm import addmm_blocked_columns, mm_blocked_rows
+from deeprec.train.lazy_rows import row_sgd
 from deeprec.train.precision import WeightMirror, low_precision_dtype
 from deeprec.train.step import StepResult
 
@@ -176,6 +178,10 @@ class FastNet:
         # ids of weights whose gradient from a bf16 GEMM is kept in bf16: FastStep hands it
         # straight to the fused update (mirrored_sgd), which reads it with the weights
         self.low_precision_grads: set[int] = set()
+        # lazy_updates (opt-in, changes the math): the sparse pass leaves the item-wide
+        # gradients as (touched rows, their values) here instead of dense matrices
+        self.lazy = False
+        self._row_grads: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # ----------------------------------------------------------- layouts
     def stored_t(self, param: torch.Tensor) -> bool:
@@ -343,7 +349,11 @@ class FastNet:
             else:  # sparse input: S^T @ gz in the input-major storage layout
                 assert batch is not None
                 self._add_bias_grad(layer.bias, gz.sum(0))
-                self._add_grad(layer.param, sparse_cols_matmul(batch, gz, input_values))
+                if self.lazy:
+                    touched = sparse_cols_matmul_touched(batch, gz, input_values)
+                    self._row_grads[id(layer.param)] = touched
+                else:
+                    self._add_grad(layer.param, sparse_cols_matmul(batch, gz, input_values))
 
     # ----------------------------------------------------- output layer
     def output_dense(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -403,6 +413,13 @@ class FastNet:
         self, g_obs: torch.Tensor, h: torch.Tensor, batch: RowBatch, layer: _Layer
     ) -> torch.Tensor:
         w = self.used(layer)  # fp32 master, rows = output columns (contiguous)
+        if self.lazy:  # only the rows (items) the batch rated; needs rows = storage rows
+            assert self._uses_storage_rows(layer)
+            union, position = batch.column_union()
+            bias_rows = torch.zeros(union.shape[0], dtype=g_obs.dtype)
+            self._row_grads[id(layer.bias)] = (union, bias_rows.index_add_(0, position, g_obs))
+            self._row_grads[id(layer.param)] = sparse_cols_matmul_touched(batch, h, g_obs)
+            return sparse_rows_matmul(batch, w, g_obs)
         self._add_bias_grad(layer.bias, column_sums(batch, g_obs))
         self._add_grad(layer.param, self._in_storage(layer, sparse_cols_matmul(batch, h, g_obs)))
         return sparse_rows_matmul(batch, w, g_obs)
@@ -485,11 +502,24 @@ class Planner:
     not fed back from the timings of real steps, which would make every run different.
     """
 
-    def __init__(self, net: FastNet, *, refeed: bool, output: str = "auto", inputs: str = "auto"):
+    def __init__(
+        self,
+        net: FastNet,
+        *,
+        refeed: bool,
+        output: str = "auto",
+        inputs: str = "auto",
+        lazy: bool = False,
+    ):
         self.net = net
         self.output = os.environ.get("DEEPREC_OUTPUT_STRATEGY", output)
         self.inputs = os.environ.get("DEEPREC_INPUT_STRATEGY", inputs)
         eligible = DENSE_FORWARD if refeed else OUTPUT_STRATEGIES
+        if lazy:  # the strategies whose weight gradients are the touched rows only
+            eligible = ("sparse", "gather")
+            if self.inputs not in ("auto", "sparse"):
+                raise ConfigError("lazy_updates needs the sparse input layer")
+            self.inputs = "sparse"
         if self.output != "auto" and self.output not in eligible:
             raise ConfigError(
                 f"output strategy {self.output!r} not possible here; choose from {eligible}"
@@ -661,6 +691,7 @@ class FastStep:
         input_dropout: float = 0.0,
         output_strategy: str = "auto",
         input_strategy: str = "auto",
+        lazy_updates: bool = False,
     ) -> None:
         if model.rated_indicator:
             raise ConfigError(
@@ -675,8 +706,15 @@ class FastStep:
         self.input_row_scale = model.input_row_scale
         if self.input_row_scale > 0 and refeed_steps > 0:
             raise ConfigError("input_row_scale cannot be combined with refeed_steps > 0")
+        if lazy_updates:
+            _check_lazy(model, optimizer, refeed_steps, self.net)
+            self.net.lazy = True
         self.planner = Planner(
-            self.net, refeed=refeed_steps > 0, output=output_strategy, inputs=input_strategy
+            self.net,
+            refeed=refeed_steps > 0,
+            output=output_strategy,
+            inputs=input_strategy,
+            lazy=lazy_updates,
         )
         # Called with every parameter's gradient set (all contiguous) right before each
         # optimizer step: the place for a distributed all-reduce. The fast path computes
@@ -711,6 +749,7 @@ class FastStep:
 
     def _update(self) -> None:
         net = self.net
+        lazy = self._take_row_grads()
         fused = []
         if self._fused and self.before_update is None:  # (an all-reduce needs fp32 grads)
             for key, (param, index, group) in self._fused.items():
@@ -739,6 +778,37 @@ class FastStep:
                 group["weight_decay"],
             )
             net._mirror.mark_fresh(index)
+        for param, rows, g_rows, group, copy in lazy:
+            w = (net.storage(param) if param.dim() == 2 else param).detach()
+            state = self.optimizer.state[param]
+            if state.get("momentum_buffer") is None:
+                state["momentum_buffer"] = torch.zeros_like(w)
+            lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
+            row_sgd(w, state["momentum_buffer"], rows, g_rows, lr, mu, wd, copy)
+            if copy is not None:
+                net._mirror.mark_fresh(net._mirror_index[id(param)])
+
+    def _take_row_grads(self) -> list[tuple]:
+        """The lazy pass's (param, rows, row gradients, group, bf16 copy to keep fresh or
+        None); their params get no .grad, so optimizer.step() leaves them alone."""
+        net = self.net
+        if not net._row_grads:
+            return []
+        if self.before_update is not None:
+            raise ConfigError("lazy_updates is single-process only (no distributed training)")
+        params = {id(p): p for p in net.parameters()}
+        groups = {id(p): g for g in self.optimizer.param_groups for p in g["params"]}
+        taken = []
+        for key, (rows, g_rows) in net._row_grads.items():
+            param = params[key]
+            copy = None
+            index = net._mirror_index.get(key)
+            if index is not None and not net._mirror.stale[index]:
+                copy = net._mirror.copies[index]  # read this step: keep it current
+            param.grad = None
+            taken.append((param, rows, g_rows, groups[key], copy))
+        net._row_grads.clear()
+        return taken
 
     def __call__(self, batch: RowBatch) -> StepResult:
         net = self.net
@@ -774,6 +844,16 @@ class FastStep:
         net.hidden_backward(gh, saved, None, None)
         self._update()
         return out
+
+
+def _check_lazy(model: AutoEncoder, optimizer, refeed_steps: int, net: FastNet) -> None:
+    if refeed_steps > 0:
+        raise ConfigError("lazy_updates needs refeed_steps: 0 (re-fed passes touch every row)")
+    if model.constrained:
+        raise ConfigError("lazy_updates needs constrained: false (untied decoder)")
+    for group in optimizer.param_groups:
+        if not mirrored_sgd.supported_group(optimizer, group):
+            raise ConfigError("lazy_updates needs optimizer: sgd with momentum > 0")
 
 
 def keep_optimizer_state_in_param_layout(optimizer: torch.optim.Optimizer, first) -> None:

@@ -77,6 +77,7 @@ def make_step(
             precision=config.precision,
             refeed_steps=config.refeed_steps,
             input_dropout=config.input_dropout,
+            lazy_updates=config.lazy_updates,
         )
     autocast = config.precision == "bf16"
     device_type = next(model.parameters()).device.type  # cpu or cuda: autocast per device
