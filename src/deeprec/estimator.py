@@ -52,6 +52,7 @@ class DeepRec(Recommender):
         input_dropout: float = _D.input_dropout,
         input_row_scale: float = _D.input_row_scale,
         rated_indicator: bool = _D.rated_indicator,
+        lazy_updates: bool = _D.lazy_updates,
         optimizer: str = _D.optimizer,
         lr: float = _D.lr,
         momentum: float = _D.momentum,
@@ -69,6 +70,7 @@ class DeepRec(Recommender):
         device: str = _D.device,
         eval_batch_size: int = _D.eval_batch_size,
         threads: int = _D.threads,
+        reuse_freed_memory: bool = _D.reuse_freed_memory,
         checkpoint_every_epochs: int = _D.checkpoint_every_epochs,
         checkpoint_every_batches: int = _D.checkpoint_every_batches,
         checkpoint_every_minutes: float = _D.checkpoint_every_minutes,
@@ -87,6 +89,7 @@ class DeepRec(Recommender):
         self.input_dropout = input_dropout
         self.input_row_scale = input_row_scale
         self.rated_indicator = rated_indicator
+        self.lazy_updates = lazy_updates
         self.optimizer = optimizer
         self.lr = lr
         self.momentum = momentum
@@ -104,6 +107,7 @@ class DeepRec(Recommender):
         self.device = device
         self.eval_batch_size = eval_batch_size
         self.threads = threads
+        self.reuse_freed_memory = reuse_freed_memory
         self.checkpoint_every_epochs = checkpoint_every_epochs
         self.checkpoint_every_batches = checkpoint_every_batches
         self.checkpoint_every_minutes = checkpoint_every_minutes
