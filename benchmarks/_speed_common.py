@@ -79,15 +79,15 @@ def profile_steps(step_fn, batches: list) -> dict:
     flops = 0.0
     for event in prof.key_averages():
         name = event.key
-        if name.startswith("Optimizer.step"):
-            optimizer += event.cpu_time_total
+        if name.startswith("Optimizer.step") or name == "deeprec::fused_update":
+            optimizer += event.cpu_time_total  # fused_update: bf16 fused SGD, lazy rows
         elif name in MATMUL_OPS:
             matmul += event.self_cpu_time_total
             flops += event.flops or 0
         elif name in SPARSE_OPS:
             sparse += event.self_cpu_time_total
-        elif name == "aten::_foreach_copy_":
-            refresh += event.self_cpu_time_total
+        elif name == "deeprec::bf16_copy_refresh":
+            refresh += event.cpu_time_total
     n = len(batches)
     step_ms = wall / n * 1e3
     parts = {

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from deeprec.data.batching import RowBatch
 from deeprec.errors import ConfigError
@@ -763,6 +764,12 @@ class FastStep:
                 self.before_update(net.parameters())
             self.optimizer.step()
         net.refresh()
+        with record_function("deeprec::fused_update"):
+            self._apply_fused(fused)
+            self._apply_lazy(lazy)
+
+    def _apply_fused(self, fused: list[tuple]) -> None:
+        net = self.net
         for param, index, group, grad in fused:
             master = net._mirror.masters[index]  # contiguous storage, as the state keeps it
             state = self.optimizer.state[param]
@@ -778,6 +785,9 @@ class FastStep:
                 group["weight_decay"],
             )
             net._mirror.mark_fresh(index)
+
+    def _apply_lazy(self, lazy: list[tuple]) -> None:
+        net = self.net
         for param, rows, g_rows, group, copy in lazy:
             w = (net.storage(param) if param.dim() == 2 else param).detach()
             state = self.optimizer.state[param]

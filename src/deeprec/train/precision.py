@@ -8,6 +8,7 @@ buffer; the matmuls read the bf16 copy, the optimizer keeps updating fp32 master
 from __future__ import annotations
 
 import torch
+from torch.profiler import record_function
 
 LOW_PRECISION = {"fp32": None, "bf16": torch.bfloat16}
 
@@ -56,7 +57,8 @@ class WeightMirror:
     def get(self, index: int) -> torch.Tensor:
         """The up-to-date low-precision copy of master `index`."""
         if self.stale[index]:
-            self.copies[index].copy_(self.masters[index])
+            with record_function("deeprec::bf16_copy_refresh"):
+                self.copies[index].copy_(self.masters[index])
             self.stale[index] = False
             self.casts += 1
         self.read[index] = True
