@@ -122,3 +122,40 @@ def test_tied_models_and_all_reduce_keep_the_plain_path(monkeypatch) -> None:
     step.before_update = lambda params: seen.extend(p.grad.dtype for p in params)
     step(_batch())
     assert seen and all(d == torch.float32 for d in seen)  # fp32 gradients reach the hook
+
+
+def test_strategy_probes_do_not_make_the_first_layer_copy_count_as_read(monkeypatch) -> None:
+    """The dense-input probe reads the first layer's bf16 copy; real sparse-input steps never
+    do, so the fused update must not keep rewriting that copy."""
+    monkeypatch.delenv("DEEPREC_OUTPUT_STRATEGY", raising=False)
+    monkeypatch.delenv("DEEPREC_INPUT_STRATEGY", raising=False)
+    monkeypatch.setattr(mirrored_sgd, "MIN_NUMEL", 1)
+    torch.manual_seed(0)
+    model = AutoEncoder(60, [16, 8], activation="selu")
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    step = FastStep(model, opt, precision="bf16", input_strategy="sparse")
+    step.planner.inputs = "auto"  # probe both input strategies, then use the sparse one
+    step.planner.choose = lambda batch: (  # after calibrating, pin the sparse input
+        step.planner.calibrate(batch) and ("sparse", "sparse")
+    )
+    step(_batch())
+    first = step.net._mirror_index[id(step.net.first)]
+    assert not step.net._mirror.read[first]
+    assert step.net._mirror.stale[first]  # not rewritten by the update either
+
+
+def test_a_failed_compile_falls_back_to_the_same_eager_update(monkeypatch) -> None:
+    def broken():
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(mirrored_sgd, "_compiled", broken)
+    monkeypatch.setattr(mirrored_sgd, "_compile_failed", False)
+    gen = torch.Generator().manual_seed(1)
+    w, m = torch.randn(8, 4, generator=gen), torch.randn(8, 4, generator=gen)
+    g = torch.randn(8, 4, generator=gen)
+    low = torch.empty(8, 4, dtype=torch.bfloat16)
+    w2, m2, low2 = w.clone(), m.clone(), low.clone()
+    mirrored_sgd.sgd_and_copy(w, m, g, low, 0.1, 0.9, 0.01)
+    mirrored_sgd.eager_sgd_and_copy(w2, m2, g, low2, 0.1, 0.9, 0.01)
+    assert mirrored_sgd._compile_failed
+    assert torch.equal(w, w2) and torch.equal(m, m2) and torch.equal(low, low2)

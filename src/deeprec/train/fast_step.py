@@ -591,6 +591,9 @@ def _time_strategies(net: FastNet, batch: RowBatch, eligible) -> dict[str, float
     planner therefore does not offer `gather` for batches with more ratings than items.
     """
     saved_grads, saved_bias = dict(net._grads), dict(net._bias_grads)
+    # probes read bf16 copies a real step may never read (the dense-input probe reads the
+    # first layer's): keep them from counting as read, or every update would rewrite it
+    saved_read = list(net._mirror.read) if net._mirror is not None else None
     k = net.out_width()
     k_in = net.layers[0].param.shape[0]
     g_in = torch.zeros(batch.size, k_in, dtype=net.first.dtype).uniform_(-1, 1, generator=_gen())
@@ -638,6 +641,8 @@ def _time_strategies(net: FastNet, batch: RowBatch, eligible) -> dict[str, float
     net._bias_grads.clear()
     rates = {name: best[name] / work for name, (_, _, work) in probes.items()}
     net._grads, net._bias_grads = saved_grads, saved_bias
+    if saved_read is not None:
+        net._mirror.read = saved_read
     return rates
 
 
