@@ -11,14 +11,11 @@ from deeprec.data.sparse import CSRMatrix
 from deeprec.model.autoencoder import AutoEncoder
 from deeprec.train.fast_step import FastNet, Planner
 
+from .batches import random_batch
+
 
 def small_batch():
-    rng = np.random.default_rng(0)
-    mask = rng.random((16, 40)) < 0.3
-    mask[:, 0] = True
-    rows, cols = np.nonzero(mask)
-    values = rng.integers(1, 6, size=rows.shape[0]).astype(np.float32)
-    return row_batch(CSRMatrix.from_coo(rows, cols, values, (16, 40)), np.arange(16)).prepare()
+    return random_batch(16, 40, seed=0)
 
 
 def test_cache_size_is_read_or_defaulted():

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
 import pytest
 import torch
 
-from deeprec.data.batching import row_batch
-from deeprec.data.sparse import CSRMatrix
 from deeprec.model.autoencoder import AutoEncoder
 from deeprec.train import mirrored_sgd
 from deeprec.train.fast_step import FastStep
+
+from .batches import random_batch
 
 
 @pytest.mark.parametrize("grad_dtype", [torch.float32, torch.bfloat16])
@@ -49,12 +48,7 @@ def test_unsupported_options_are_refused() -> None:
 
 
 def _batch():
-    rng = np.random.default_rng(1)
-    mask = rng.random((32, 60)) < 0.3
-    mask[:, 0] = True
-    rows, cols = np.nonzero(mask)
-    values = rng.integers(1, 6, size=rows.shape[0]).astype(np.float32)
-    return row_batch(CSRMatrix.from_coo(rows, cols, values, (32, 60)), np.arange(32)).prepare()
+    return random_batch(32, 60, seed=1)
 
 
 def _train(model, fused: bool, monkeypatch, refeed: int, steps: int = 4):
