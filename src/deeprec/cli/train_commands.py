@@ -59,7 +59,7 @@ def train(
     from deeprec.train.distributed import LaunchEnv, distributed_session
     from deeprec.train.run import resume_run, train_ensemble_run, train_run
 
-    device_override = [f"device={device}"] if device else []
+    overrides = [*(set_ or []), *([f"device={device}"] if device else [])]
     if resume is not None:
         if out is not None or config is not None or overwrite:
             raise ConfigError("--resume RUN_DIR takes no --out, --config or --overwrite")
@@ -67,7 +67,7 @@ def train(
             raise ConfigError("--resume runs single-process; it is not supported under torchrun")
         summary = resume_run(
             resume,
-            overrides=[*(set_ or []), *device_override],
+            overrides=overrides,
             data_dir=data,
             progress=not quiet,
             echo=typer.echo,
@@ -83,7 +83,7 @@ def train(
             data,
             config,
             out,
-            overrides=[*(set_ or []), *device_override],
+            overrides=overrides,
             overwrite=overwrite,
             progress=not quiet,
             echo=typer.echo,
@@ -91,7 +91,7 @@ def train(
         typer.echo(json.dumps(summary, indent=2, default=str))
         return
     cfg = TrainConfig.from_yaml(config) if config else TrainConfig()
-    cfg = cfg.with_overrides([*(set_ or []), *device_override])
+    cfg = cfg.with_overrides(overrides)
     with distributed_session(cfg.device) as dist:
         main = dist is None or dist.is_main
         summary = train_run(

@@ -75,15 +75,11 @@ class RowBatch:
         return x, mask
 
     def row_offsets(self) -> torch.Tensor:
-        if self.offsets is None and self.local.device.type == "cpu":
+        if self.offsets is None:  # computed on the CPU (NumPy), moved back if needed
             offsets = np.zeros(self.size + 1, dtype=np.int64)
-            np.cumsum(np.bincount(self.local.numpy(), minlength=self.size), out=offsets[1:])
-            self.offsets = torch.from_numpy(offsets)
-        if self.offsets is None:
-            counts = torch.bincount(self.local, minlength=self.size)
-            offsets = torch.zeros(self.size + 1, dtype=torch.int64, device=counts.device)
-            torch.cumsum(counts, 0, out=offsets[1:])
-            self.offsets = offsets
+            counts = np.bincount(self.local.cpu().numpy(), minlength=self.size)
+            np.cumsum(counts, out=offsets[1:])
+            self.offsets = torch.from_numpy(offsets).to(self.local.device)
         return self.offsets
 
     def by_column(self) -> ColumnOrder:
@@ -115,19 +111,15 @@ class RowBatch:
 
     def column_union(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(sorted distinct columns U, position in U of every rating's column)."""
-        if self._union is None and self.cols.device.type == "cpu":
-            counts = np.diff(self.by_column().offsets.numpy())
-            union = np.flatnonzero(counts)
+        if self._union is None:  # computed on the CPU (NumPy), moved back if needed
+            device = self.cols.device
+            union = np.flatnonzero(np.diff(self.by_column().offsets.cpu().numpy()))
             position = np.empty(self.n_cols, dtype=np.int64)
             position[union] = np.arange(union.shape[0], dtype=np.int64)
-            self._union = (torch.from_numpy(union), torch.from_numpy(position[self.cols.numpy()]))
-        if self._union is None:
-            by_col = self.by_column()
-            counts = by_col.offsets[1:] - by_col.offsets[:-1]
-            union = torch.nonzero(counts, as_tuple=True)[0]
-            position = torch.empty(self.n_cols, dtype=torch.int64, device=union.device)
-            position[union] = torch.arange(union.shape[0], dtype=torch.int64, device=union.device)
-            self._union = (union, position[self.cols])
+            self._union = (
+                torch.from_numpy(union).to(device),
+                torch.from_numpy(position[self.cols.cpu().numpy()]).to(device),
+            )
         return self._union
 
     def prepare(self, *, by_column: bool = True) -> RowBatch:

@@ -420,9 +420,10 @@ class FastNet:
             bias_rows = torch.zeros(union.shape[0], dtype=g_obs.dtype)
             self._row_grads[id(layer.bias)] = (union, bias_rows.index_add_(0, position, g_obs))
             self._row_grads[id(layer.param)] = sparse_cols_matmul_touched(batch, h, g_obs)
-            return sparse_rows_matmul(batch, w, g_obs)
-        self._add_bias_grad(layer.bias, column_sums(batch, g_obs))
-        self._add_grad(layer.param, self._in_storage(layer, sparse_cols_matmul(batch, h, g_obs)))
+        else:
+            self._add_bias_grad(layer.bias, column_sums(batch, g_obs))
+            weight_grad = sparse_cols_matmul(batch, h, g_obs)
+            self._add_grad(layer.param, self._in_storage(layer, weight_grad))
         return sparse_rows_matmul(batch, w, g_obs)
 
     def _union_backward(
@@ -713,7 +714,7 @@ class FastStep:
         if self.input_row_scale > 0 and refeed_steps > 0:
             raise ConfigError("input_row_scale cannot be combined with refeed_steps > 0")
         if lazy_updates:
-            _check_lazy(model, optimizer, refeed_steps, self.net)
+            _check_lazy(model, optimizer, refeed_steps)
             self.net.lazy = True
         self.planner = Planner(
             self.net,
@@ -726,6 +727,9 @@ class FastStep:
         # optimizer step: the place for a distributed all-reduce. The fast path computes
         # gradients by hand, so DDP's autograd hooks never fire.
         self.before_update: Callable[[list[nn.Parameter]], None] | None = None
+        # fixed for the step's life: which group (lr, momentum, decay) each parameter is in
+        self._groups = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+        self._params = {id(p): p for p in self.net.parameters()}
         self._fused = self._fused_update_candidates(model)
         self.net.low_precision_grads = set(self._fused)
 
@@ -736,10 +740,9 @@ class FastStep:
         mirror = self.net._mirror
         if mirror is None or model.constrained:
             return {}
-        groups = {id(p): g for g in self.optimizer.param_groups for p in g["params"]}
         found = {}
         for index, param in enumerate(self.net._params):
-            group = groups.get(id(param))
+            group = self._groups.get(id(param))
             if (
                 param.numel() >= mirrored_sgd.MIN_NUMEL
                 and group is not None
@@ -777,12 +780,9 @@ class FastStep:
         net = self.net
         for param, index, group, grad in fused:
             master = net._mirror.masters[index]  # contiguous storage, as the state keeps it
-            state = self.optimizer.state[param]
-            if state.get("momentum_buffer") is None:  # first step: m = d, as SGD does
-                state["momentum_buffer"] = torch.zeros_like(master)
             mirrored_sgd.sgd_and_copy(
                 master,
-                state["momentum_buffer"],
+                self._momentum(param, master),
                 grad,
                 net._mirror.copies[index],
                 group["lr"],
@@ -795,13 +795,18 @@ class FastStep:
         net = self.net
         for param, rows, g_rows, group, copy in lazy:
             w = (net.storage(param) if param.dim() == 2 else param).detach()
-            state = self.optimizer.state[param]
-            if state.get("momentum_buffer") is None:
-                state["momentum_buffer"] = torch.zeros_like(w)
             lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
-            row_sgd(w, state["momentum_buffer"], rows, g_rows, lr, mu, wd, copy)
+            row_sgd(w, self._momentum(param, w), rows, g_rows, lr, mu, wd, copy)
             if copy is not None:
                 net._mirror.mark_fresh(net._mirror_index[id(param)])
+
+    def _momentum(self, param: nn.Parameter, like: torch.Tensor) -> torch.Tensor:
+        """SGD's momentum buffer of `param` (shaped like its storage), zeros before the
+        first step: then m = mu * 0 + d = d, as SGD starts it."""
+        state = self.optimizer.state[param]
+        if state.get("momentum_buffer") is None:
+            state["momentum_buffer"] = torch.zeros_like(like)
+        return state["momentum_buffer"]
 
     def _take_row_grads(self) -> list[tuple]:
         """The lazy pass's (param, rows, row gradients, group, bf16 copy to keep fresh or
@@ -811,17 +816,15 @@ class FastStep:
             return []
         if self.before_update is not None:
             raise ConfigError("lazy_updates is single-process only (no distributed training)")
-        params = {id(p): p for p in net.parameters()}
-        groups = {id(p): g for g in self.optimizer.param_groups for p in g["params"]}
         taken = []
         for key, (rows, g_rows) in net._row_grads.items():
-            param = params[key]
+            param = self._params[key]
             copy = None
             index = net._mirror_index.get(key)
             if index is not None and not net._mirror.stale[index]:
                 copy = net._mirror.copies[index]  # read this step: keep it current
             param.grad = None
-            taken.append((param, rows, g_rows, groups[key], copy))
+            taken.append((param, rows, g_rows, self._groups[key], copy))
         net._row_grads.clear()
         return taken
 
@@ -861,7 +864,7 @@ class FastStep:
         return out
 
 
-def _check_lazy(model: AutoEncoder, optimizer, refeed_steps: int, net: FastNet) -> None:
+def _check_lazy(model: AutoEncoder, optimizer, refeed_steps: int) -> None:
     if refeed_steps > 0:
         raise ConfigError("lazy_updates needs refeed_steps: 0 (re-fed passes touch every row)")
     if model.constrained:
