@@ -9,6 +9,12 @@ n,512,512,1024,dp0.8,512,512,n, SELU, momentum SGD, batch 128, compute=fast; fp3
 without and with one re-feed step. A full epoch is 3,752 batches: unless --batches 0, the
 script times a fixed number of batches (round-robin in chunks across the four settings, so
 load from other work hits all alike) and extrapolates; the output says which.
+
+On a GPU (--device cuda) the model and each batch live on the GPU, batches are still built on
+the CPU (prefetched), and --users N trains on the first N users of the same data (their
+ratings are exactly those of the full set: generation draws every user's count first, then
+users in order), which skips most of the several minutes of single-threaded generation; the
+epoch is extrapolated from the per-batch time to the full 480,189 users.
 """
 
 from __future__ import annotations
@@ -39,17 +45,20 @@ from deeprec.train.trainer import build_model
 N_USERS, N_ITEMS, TARGET = 480_189, 17_768, 100_480_507
 
 
-def synthetic_netflix(seed: int = 0, chunk: int = 40_000) -> CSRMatrix:
-    """User x item CSR with Netflix's shape; generated in user chunks to bound memory."""
+def synthetic_netflix(seed: int = 0, chunk: int = 40_000, users: int = N_USERS) -> CSRMatrix:
+    """User x item CSR with Netflix's shape; generated in user chunks to bound memory.
+
+    `users` < N_USERS keeps the first users only (whole chunks), with the same ratings."""
     rng = np.random.default_rng(seed)
     counts = rng.lognormal(mean=np.log(TARGET / N_USERS) - 0.5, sigma=1.0, size=N_USERS)
     counts = np.clip(np.round(counts * TARGET / counts.sum()), 1, N_ITEMS // 2).astype(np.int64)
     popularity = 1.0 / (np.arange(N_ITEMS) + 20.0) ** 0.8
     cdf = np.cumsum(rng.permutation(popularity))
     cdf /= cdf[-1]
-    indptr = np.zeros(N_USERS + 1, dtype=np.int64)
+    n_users = min(N_USERS, math.ceil(users / chunk) * chunk)
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
     cols_parts, value_parts = [], []
-    for begin in range(0, N_USERS, chunk):
+    for begin in range(0, n_users, chunk):
         c = counts[begin : begin + chunk]
         local = np.repeat(np.arange(c.shape[0], dtype=np.int64), c)
         items = np.searchsorted(cdf, rng.random(local.shape[0]))
@@ -63,7 +72,7 @@ def synthetic_netflix(seed: int = 0, chunk: int = 40_000) -> CSRMatrix:
         indptr=indptr,
         indices=np.concatenate(cols_parts),
         values=np.concatenate(value_parts),
-        shape=(N_USERS, N_ITEMS),
+        shape=(n_users, N_ITEMS),
     )
 
 
@@ -83,6 +92,31 @@ def full_architecture_config(precision: str, refeed: int) -> TrainConfig:
     )
 
 
+def gpu_busy(step_fn, batches: list) -> dict:
+    """On a GPU: the step's wall time and the part of it the GPU spent in kernels (the rest
+    is the CPU: Python, launches, the loss read back each step)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for batch in batches[:2]:
+        step_fn(batch)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        start = time.perf_counter()
+        for batch in batches:
+            step_fn(batch)
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - start
+    kernels = sum(
+        e.self_device_time_total for e in prof.key_averages() if e.device_type.name == "CUDA"
+    )
+    n = len(batches)
+    return {
+        "step_ms_under_profiler": round(wall / n * 1e3, 3),
+        "gpu_kernel_ms": round(kernels / n / 1e3, 3),
+        "gpu_busy_fraction": round(kernels / 1e6 / wall, 3),
+    }
+
+
 def rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
@@ -93,18 +127,25 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--chunk", type=int, default=10, help="batches per round-robin turn")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument(
+        "--users", type=int, default=N_USERS, help="first N users only (extrapolated epoch)"
+    )
     parser.add_argument(
         "--settings",
         default="fast-fp32-refeed0,fast-bf16-refeed0,fast-fp32-refeed1,fast-bf16-refeed1",
-        help="comma-separated settings; also fast-fp32-refeed0-lazy, fast-bf16-refeed0-lazy",
+        help="comma-separated settings; also fast-{fp32,bf16}-refeed0-lazy and "
+        "reference-{fp32,bf16}-refeed{0,1} (NVIDIA's dense procedure)",
     )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     wanted = args.settings.split(",")
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     report: dict = {"threads": args.threads, "load_average_before": os.getloadavg()}
+    report["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     start = time.perf_counter()
-    matrix = synthetic_netflix()
+    matrix = synthetic_netflix(users=args.users)
     report["data"] = {
         "users": matrix.shape[0],
         "items": matrix.shape[1],
@@ -117,19 +158,22 @@ def main() -> None:
     order = epoch_order(rows, 1, 1)
     batch_size = 128
     n_batches = math.ceil(rows.shape[0] / batch_size)
+    # the epoch the timings stand for: all users of the full data set
+    full_epoch_batches = math.ceil(rows.shape[0] * N_USERS / matrix.shape[0] / batch_size)
     # --batches 0: every batch after the warm-up ones, i.e. the rest of one real epoch
     timed = n_batches - args.warmup if args.batches <= 0 else min(args.batches, n_batches)
     settings = {}
-    variants = [(p, r, False) for r in (0, 1) for p in ("fp32", "bf16")]
-    variants += [(p, 0, True) for p in ("fp32", "bf16")]  # opt-in lazy updates (other math)
-    for precision, refeed, lazy in variants:
-        name = f"fast-{precision}-refeed{refeed}" + ("-lazy" if lazy else "")
+    variants = [("fast", p, r, False) for r in (0, 1) for p in ("fp32", "bf16")]
+    variants += [("fast", p, 0, True) for p in ("fp32", "bf16")]  # lazy updates (other math)
+    variants += [("reference", p, r, False) for r in (0, 1) for p in ("fp32", "bf16")]
+    for compute, precision, refeed, lazy in variants:
+        name = f"{compute}-{precision}-refeed{refeed}" + ("-lazy" if lazy else "")
         if name in wanted:
             config = dataclasses.replace(
-                full_architecture_config(precision, refeed), lazy_updates=lazy
+                full_architecture_config(precision, refeed), lazy_updates=lazy, compute=compute
             )
             torch.manual_seed(0)
-            model = build_model(config, matrix.shape[1])
+            model = build_model(config, matrix.shape[1]).to(device)
             optimizer = build_optimizer(model.parameters(), config)
             settings[name] = {
                 "step": make_step(model, optimizer, config),
@@ -145,7 +189,7 @@ def main() -> None:
     )
     for state in settings.values():
         for batch in warm:
-            state["step"](batch)
+            state["step"](batch.to(device))
     # round-robin turns of `chunk` batches; each turn times a prefetched stream
     begin = args.warmup
     end = args.warmup + timed
@@ -162,9 +206,11 @@ def main() -> None:
             )
             t0 = time.perf_counter()
             for batch in stream:
-                result = state["step"](batch)
+                result = state["step"](batch.to(device))
                 state["ratings"] += result.count
                 state["sse"] += result.sse
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             state["seconds"] += time.perf_counter() - t0
         print(f"batches {begin}..{stop} done", file=sys.stderr, flush=True)
         begin = stop
@@ -182,25 +228,34 @@ def main() -> None:
     runs = {}
     for name, state in settings.items():
         per_batch = state["seconds"] / timed
-        epoch = per_batch * n_batches
+        epoch = per_batch * full_epoch_batches
+        batches = [b.to(device) for b in profile_batch]
+        planner = getattr(state["step"], "planner", None)
         runs[name] = {
             "timed_batches": timed,
             "seconds_per_batch": round(per_batch, 4),
             "epoch_seconds": round(epoch, 1),
             "epoch_seconds_is": (
                 f"measured over batches {args.warmup + 1}-{n_batches}, times {n_batches} / {timed}"
-                if args.batches <= 0
-                else f"extrapolated from {timed} batches"
+                if args.batches <= 0 and full_epoch_batches == n_batches
+                else f"extrapolated from {timed} batches to {full_epoch_batches}"
             ),
             "ratings_per_second": round(state["ratings"] / state["seconds"]),
             "train_rmse_timed_batches": round(math.sqrt(state["sse"] / state["ratings"]), 4),
-            "breakdown": profile_steps(state["step"], profile_batch),
-            "output_strategy_counts": state["step"].planner.counts,
-            "fused_bf16_update_matrices": len(state["step"]._fused),
+            "breakdown": (
+                profile_steps(state["step"], batches)
+                if device.type == "cpu"
+                else gpu_busy(state["step"], batches)
+            ),
+            # fast steps only: the planner's choices and the matrices with the fused update
+            "output_strategy_counts": planner.counts if planner is not None else None,
+            "fused_bf16_update_matrices": len(getattr(state["step"], "_fused", ())),
         }
-    report["epoch_batches"] = n_batches
+    report["epoch_batches"] = full_epoch_batches
     report["runs"] = runs
     report["peak_rss_gb"] = round(rss_gb(), 2)
+    if device.type == "cuda":
+        report["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated(device) / 1e9, 2)
     report["load_average_after"] = os.getloadavg()
     targets = {
         "bf16 refeed1 epoch < 300 s": "fast-bf16-refeed1",

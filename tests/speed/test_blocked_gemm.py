@@ -41,11 +41,13 @@ def test_blocked_products_equal_one_call_in_fp32() -> None:
     )
 
 
-def test_only_wide_fp32_results_are_blocked() -> None:
-    assert blocked_gemm.worth_blocking(blocked_gemm.BLOCK + 1, torch.float32)
-    assert not blocked_gemm.worth_blocking(blocked_gemm.BLOCK, torch.float32)
-    assert not blocked_gemm.worth_blocking(10 * blocked_gemm.BLOCK, torch.bfloat16)
-    assert not blocked_gemm.worth_blocking(10 * blocked_gemm.BLOCK, torch.float64)
+def test_only_wide_fp32_results_on_the_cpu_are_blocked() -> None:
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert blocked_gemm.worth_blocking(blocked_gemm.BLOCK + 1, torch.float32, cpu)
+    assert not blocked_gemm.worth_blocking(blocked_gemm.BLOCK, torch.float32, cpu)
+    assert not blocked_gemm.worth_blocking(10 * blocked_gemm.BLOCK, torch.bfloat16, cpu)
+    assert not blocked_gemm.worth_blocking(10 * blocked_gemm.BLOCK, torch.float64, cpu)
+    assert not blocked_gemm.worth_blocking(10 * blocked_gemm.BLOCK, torch.float32, gpu)
 
 
 @pytest.mark.parametrize("constrained", [False, True])

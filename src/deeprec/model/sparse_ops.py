@@ -58,7 +58,7 @@ def sparse_cols_matmul_touched(
 
 def column_sums(batch: RowBatch, weights: torch.Tensor) -> torch.Tensor:
     """sum over rows of S where S holds `weights` at the batch's positions: (n_cols,)."""
-    out = torch.zeros(batch.n_cols, dtype=weights.dtype)
+    out = torch.zeros(batch.n_cols, dtype=weights.dtype, device=weights.device)
     return out.index_add_(0, batch.cols, weights)
 
 

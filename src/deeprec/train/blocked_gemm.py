@@ -18,15 +18,17 @@ BLOCK = 1024
 BLOCKED_DTYPES = (torch.float32,)  # measured to gain; tests add float64 to check the math
 
 
-def worth_blocking(width: int, dtype: torch.dtype) -> bool:
-    """Whether a result dimension of `width` is split (fp32 only, wider than one block)."""
-    return dtype in BLOCKED_DTYPES and width > BLOCK
+def worth_blocking(width: int, dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether a result dimension of `width` is split (fp32 on the CPU, wider than a block).
+
+    GPU BLAS libraries pick their own tiling for these shapes: products there stay whole."""
+    return device.type == "cpu" and dtype in BLOCKED_DTYPES and width > BLOCK
 
 
 def addmm_blocked_columns(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """bias + a @ b, computed in blocks of BLOCK result columns (b's columns)."""
     width = b.shape[1]
-    if not worth_blocking(width, a.dtype):
+    if not worth_blocking(width, a.dtype, a.device):
         return torch.addmm(bias, a, b)
     out = torch.empty(a.shape[0], width, dtype=a.dtype)
     for start in range(0, width, BLOCK):
@@ -38,7 +40,7 @@ def addmm_blocked_columns(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) 
 def mm_blocked_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """a @ b, computed in blocks of BLOCK result rows (a's rows)."""
     height = a.shape[0]
-    if not worth_blocking(height, a.dtype):
+    if not worth_blocking(height, a.dtype, a.device):
         return torch.mm(a, b)
     out = torch.empty(height, b.shape[1], dtype=a.dtype)
     for start in range(0, height, BLOCK):

@@ -286,11 +286,17 @@ class FastNet:
 
     # ----------------------------------------------------- hidden layers
     def _activate(self, z: torch.Tensor, layer: _Layer, train: bool) -> _Saved:
+        """act(z) and its dropout noise, drawn as F.dropout draws it on this device."""
         y = self.model.act(z)
         noise = None
         if train and layer.dropout > 0:
-            noise = torch.empty_like(y).bernoulli_(1 - layer.dropout)
-            noise.div_(1 - layer.dropout)
+            keep = 1 - layer.dropout
+            if y.is_cuda:  # F.dropout's fused CUDA kernel (its own Philox draws): call it
+                _, mask = torch.native_dropout(y, layer.dropout, True)
+                noise = mask.to(y.dtype).mul_(1.0 / keep)  # its scale, rounded as it rounds
+            else:  # F.dropout on the CPU: bernoulli_ on a tensor shaped like y
+                noise = torch.empty_like(y).bernoulli_(keep)
+                noise.div_(keep)
         return _Saved(inp=None, z=z, y=y, noise=noise)
 
     def hidden_forward(
@@ -369,7 +375,8 @@ class FastNet:
         """Masked MSE at the observed entries; accumulates the output layer's gradients.
 
         Returns (gradient w.r.t. h, dense f(x) if keep_dense else None), and stores the loss
-        terms in self.last_sse / self.last_count."""
+        terms in self.last_sse (a 0-d tensor: reading it waits for a GPU, so the step reads it
+        after queueing its remaining work) / self.last_count."""
         layer = self.layers[-1]
         act_name = layer.act
         count = max(batch.nnz, 1)
@@ -393,7 +400,7 @@ class FastNet:
         else:
             raise ConfigError(f"unknown output strategy {strategy!r}; one of {OUTPUT_STRATEGIES}")
         diff = y_obs - batch.values.to(y_obs.dtype)
-        self.last_sse = float(torch.dot(diff, diff))
+        self.last_sse = torch.dot(diff, diff)
         self.last_count = batch.nnz
         g_obs = activation_backward(act_name, diff * (2.0 / count), z_obs, y_obs)
         if strategy == "dense":
@@ -401,7 +408,7 @@ class FastNet:
             g[batch.local, batch.cols] = g_obs
             gh = self._linear_backward(g, h, layer, need_input_grad=True)
         elif strategy == "union":
-            g = torch.zeros(h.shape[0], union.shape[0], dtype=g_obs.dtype)
+            g = torch.zeros(h.shape[0], union.shape[0], dtype=g_obs.dtype, device=h.device)
             g[batch.local, position] = g_obs
             gh = self._union_backward(g, h, layer, union, w_sub)
         else:  # sparse and gather: backward touches only the observed entries
@@ -417,7 +424,7 @@ class FastNet:
         if self.lazy:  # only the rows (items) the batch rated; needs rows = storage rows
             assert self._uses_storage_rows(layer)
             union, position = batch.column_union()
-            bias_rows = torch.zeros(union.shape[0], dtype=g_obs.dtype)
+            bias_rows = torch.zeros(union.shape[0], dtype=g_obs.dtype, device=g_obs.device)
             self._row_grads[id(layer.bias)] = (union, bias_rows.index_add_(0, position, g_obs))
             self._row_grads[id(layer.param)] = sparse_cols_matmul_touched(batch, h, g_obs)
         else:
@@ -439,7 +446,7 @@ class FastNet:
         else:
             sub = torch.mm(g.t(), h)
             gh = torch.mm(g, w_sub)
-        full = torch.zeros(layer.bias.shape[0], h.shape[1], dtype=sub.dtype)
+        full = torch.zeros(layer.bias.shape[0], h.shape[1], dtype=sub.dtype, device=h.device)
         full[union] = sub
         self._add_grad(layer.param, self._in_storage(layer, full))
         return gh
@@ -465,7 +472,7 @@ class FastNet:
 def _dense_input(
     batch: RowBatch, values: torch.Tensor | None, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
-    x = torch.zeros(batch.size, batch.n_cols, dtype=dtype)
+    x = torch.zeros(batch.size, batch.n_cols, dtype=dtype, device=batch.values.device)
     x[batch.local, batch.cols] = (batch.values if values is None else values).to(dtype)
     return x
 
@@ -540,6 +547,7 @@ class Planner:
             self.net.out_width(),
             str(self.net.lowp),
             first.param.dtype,
+            str(first.param.device),
             torch.get_num_threads(),
             self.eligible,
         )
@@ -597,7 +605,9 @@ def _time_strategies(net: FastNet, batch: RowBatch, eligible) -> dict[str, float
     saved_read = list(net._mirror.read) if net._mirror is not None else None
     k = net.out_width()
     k_in = net.layers[0].param.shape[0]
+    device = net.first.device
     g_in = torch.zeros(batch.size, k_in, dtype=net.first.dtype).uniform_(-1, 1, generator=_gen())
+    g_in = g_in.to(device)
     first = net.layers[0]
     evict = _cache_evictor(net)
     state: dict[str, torch.Tensor] = {}
@@ -635,8 +645,10 @@ def _time_strategies(net: FastNet, batch: RowBatch, eligible) -> dict[str, float
         for _ in range(5):
             for name, (prepare, fn, _) in probes.items():
                 prepare()
+                _synchronize(device)
                 start = time.perf_counter()
                 fn()
+                _synchronize(device)  # a GPU runs the probe's kernels after fn() returns
                 best[name] = min(best[name], time.perf_counter() - start)
     net._grads.clear()
     net._bias_grads.clear()
@@ -650,8 +662,11 @@ def _time_strategies(net: FastNet, batch: RowBatch, eligible) -> dict[str, float
 def _cache_evictor(net: FastNet) -> Callable[[], None]:
     """Run before each timed input probe so that it starts with cold caches, as in a step.
 
-    Models whose weights fit in the cache stay cached in real steps too: no eviction.
+    Models whose weights fit in the cache stay cached in real steps too: no eviction. On a
+    GPU the CPU caches play no part: no eviction either.
     """
+    if net.first.device.type != "cpu":
+        return lambda: None
     weight_bytes = sum(p.numel() * p.element_size() for p in net._params)
     cache = _last_level_cache_bytes()
     if weight_bytes <= cache:
@@ -678,6 +693,12 @@ def _last_level_cache_bytes() -> int:
         if digits.isdigit():
             sizes.append(int(digits) * scale)
     return max(sizes, default=32 << 20)
+
+
+def _synchronize(device: torch.device) -> None:
+    """Wait for the device's queued kernels (CUDA runs them asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _gen() -> torch.Generator:
@@ -850,6 +871,7 @@ class FastStep:
             for _ in range(self.refeed_steps):
                 assert y is not None
                 y = self._refeed(y)
+        sse = float(sse)  # the one wait for a GPU, after every kernel of the step is queued
         return StepResult(sse=sse, count=count, loss=sse / max(count, 1))
 
     def _refeed(self, y: torch.Tensor) -> torch.Tensor:

@@ -47,6 +47,14 @@ def _compiled():
 _compile_failed = False
 
 
+@functools.lru_cache(maxsize=16)
+def _scalars(lr: float, mu: float, wd: float, dtype: torch.dtype, device: torch.device):
+    """(lr, mu, wd) as 0-d tensors, not Python floats: a changed learning rate must not
+    recompile. Cached: on a GPU each new one is a host-to-device copy that waits for the
+    queued kernels, every step."""
+    return [torch.tensor(v, dtype=dtype, device=device) for v in (lr, mu, wd)]
+
+
 def sgd_and_copy(
     w: torch.Tensor,
     m: torch.Tensor,
@@ -59,8 +67,7 @@ def sgd_and_copy(
     """In place: momentum SGD on (w, m) with gradient g, and w_low = w in low precision."""
     global _compile_failed
     args = [t.view(-1) for t in (w, m, g, w_low)]
-    # 0-d tensors, not Python floats: a changed learning rate must not recompile
-    scalars = [torch.tensor(v, dtype=w.dtype) for v in (lr, mu, wd)]
+    scalars = _scalars(lr, mu, wd, w.dtype, w.device)
     if not _compile_failed:
         try:
             with warnings.catch_warnings():

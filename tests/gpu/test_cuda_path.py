@@ -1,0 +1,228 @@
+"""The CUDA path: the fast step, evaluation, the estimator and torchrun on a GPU.
+
+Skipped without a CUDA GPU (CI has none). Run on a GPU machine with
+`python -m pytest tests/gpu -q`; results of the last such run are in
+docs/results/cuda_check.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from deeprec.data.batching import row_batch
+from deeprec.estimator import DeepRec
+from deeprec.train import mirrored_sgd
+from deeprec.train.config import TrainConfig
+from deeprec.train.evaluation import evaluate_sse
+from deeprec.train.fast_step import FastStep, Planner
+from deeprec.train.step import reference_step
+from deeprec.train.trainer import Trainer, build_model
+from speed.test_bf16_training import BF16_RMSE_TOLERANCE, low_rank_data
+from speed.test_fast_equivalence import make_models, random_matrix
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+GPU = torch.device("cuda", 0)
+
+
+def _run_both_on_gpu(ref, fast, batch, *, refeed: int, strategy: str, input_strategy: str):
+    ref, fast = ref.to(GPU), fast.to(GPU)
+    batch = batch.to(GPU)
+    opt_ref = torch.optim.SGD(ref.parameters(), lr=0.05, momentum=0.9)
+    opt_fast = torch.optim.SGD(fast.parameters(), lr=0.05, momentum=0.9)
+    step = FastStep(
+        fast, opt_fast, refeed_steps=refeed, output_strategy=strategy, input_strategy=input_strategy
+    )
+    torch.manual_seed(11)
+    r = reference_step(ref, opt_ref, batch, refeed_steps=refeed)
+    torch.manual_seed(11)
+    f = step(batch)
+    return r, f
+
+
+def _assert_same(ref, fast, r, f) -> None:
+    assert f.count == r.count
+    assert f.sse == pytest.approx(r.sse, rel=1e-10, abs=1e-10)
+    for (name, p_ref), (_, p_fast) in zip(
+        ref.named_parameters(), fast.named_parameters(), strict=True
+    ):
+        assert p_fast.device.type == "cuda"
+        torch.testing.assert_close(p_fast.grad, p_ref.grad, rtol=1e-9, atol=1e-11, msg=name)
+        torch.testing.assert_close(p_fast.detach(), p_ref.detach(), rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+@pytest.mark.parametrize("strategy", ["dense", "sparse", "union", "gather"])
+@pytest.mark.parametrize("input_strategy", ["dense", "sparse"])
+def test_fast_matches_reference_on_the_gpu(constrained, strategy, input_strategy) -> None:
+    batch = row_batch(random_matrix(0), np.array([3, 0, 7, 11, 5, 2, 19, 23]))
+    ref, fast = make_models(constrained)
+    r, f = _run_both_on_gpu(
+        ref, fast, batch, refeed=0, strategy=strategy, input_strategy=input_strategy
+    )
+    _assert_same(ref, fast, r, f)
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+@pytest.mark.parametrize("placement", ["code", "all"])
+def test_dropout_and_refeeding_match_reference_on_the_gpu(constrained, placement) -> None:
+    """F.dropout on CUDA is a fused Philox kernel, not bernoulli_: the fast step must draw
+    the same noise for the same seed, in the sparse pass and the re-feed pass."""
+    batch = row_batch(random_matrix(4), np.arange(20))
+    ref, fast = make_models(constrained, dropout=0.5, dropout_placement=placement)
+    r, f = _run_both_on_gpu(ref, fast, batch, refeed=1, strategy="sparse", input_strategy="sparse")
+    _assert_same(ref, fast, r, f)
+
+
+def test_planner_times_every_strategy_on_the_gpu() -> None:
+    batch = row_batch(random_matrix(5), np.arange(16)).to(GPU)
+    _, fast = make_models(False)
+    fast = fast.to(GPU)
+    step = FastStep(fast, torch.optim.SGD(fast.parameters(), lr=0.05))
+    assert isinstance(step.planner, Planner)
+    rates = step.planner.calibrate(batch)
+    assert set(rates) >= {"dense", "sparse", "union", "gather", "input-dense", "input-sparse"}
+    assert all(math.isfinite(v) and v > 0 for v in rates.values())
+
+
+def test_fused_bf16_update_compiles_for_cuda_and_matches_sgd() -> None:
+    gen = torch.Generator(device=GPU).manual_seed(0)
+    w = torch.randn(1 << 20, device=GPU, generator=gen)
+    m = torch.randn(1 << 20, device=GPU, generator=gen)
+    g = torch.randn(1 << 20, device=GPU, generator=gen).to(torch.bfloat16)
+    w2, m2 = w.clone(), m.clone()
+    low, low2 = torch.empty_like(w, dtype=torch.bfloat16), torch.empty_like(w, dtype=torch.bfloat16)
+    mirrored_sgd.sgd_and_copy(w, m, g, low, 0.01, 0.9, 1e-4)
+    mirrored_sgd.eager_sgd_and_copy(w2, m2, g, low2, 0.01, 0.9, 1e-4)
+    assert not mirrored_sgd._compile_failed  # Triton compiled it
+    # one fused multiply-add vs two roundings in `mu * m + d`: as on the CPU, 1e-6
+    torch.testing.assert_close(w, w2, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(m, m2, rtol=1e-6, atol=1e-6)
+    assert torch.equal(low, w.to(torch.bfloat16))
+
+
+def _train_on(device: torch.device, data, **overrides) -> tuple[float, float]:
+    values = dict(
+        hidden=[64, 32],
+        dropout=0.2,
+        optimizer="sgd",
+        lr=0.01,
+        momentum=0.9,
+        batch_size=32,
+        epochs=2,
+        seed=5,
+    )
+    values.update(overrides)
+    config = TrainConfig(**values)
+    torch.manual_seed(config.seed)
+    model = build_model(config, data.train.shape[1]).to(device)
+    result = Trainer(model, config, data, rating_range=(1.0, 5.0)).fit()
+    record = result.history[-1]
+    assert next(model.parameters()).device.type == device.type
+    return record.train_rmse, record.valid_rmse
+
+
+@pytest.mark.parametrize("refeed", [0, 1])
+def test_gpu_training_matches_cpu_training_without_dropout(refeed: int) -> None:
+    """With no random draws the same seed gives the same model on either device, up to the
+    devices' float rounding (different GEMM kernels, fp32)."""
+    data = low_rank_data(3)
+    for compute in ("fast", "reference"):
+        cpu = _train_on(
+            torch.device("cpu"), data, compute=compute, dropout=0.0, refeed_steps=refeed
+        )
+        gpu = _train_on(GPU, data, compute=compute, dropout=0.0, refeed_steps=refeed)
+        assert gpu == pytest.approx(cpu, abs=2e-3), compute
+
+
+@pytest.mark.parametrize("refeed", [0, 1])
+def test_gpu_bf16_within_tolerance_of_gpu_fp32(refeed: int) -> None:
+    data = low_rank_data()
+    """As tests/speed/test_bf16_training.py states it for the CPU: one epoch, same tolerance."""
+    runs = {}
+    for compute in ("fast", "reference"):
+        for precision in ("fp32", "bf16"):
+            runs[compute, precision] = _train_on(
+                GPU, data, compute=compute, precision=precision, refeed_steps=refeed, epochs=1
+            )
+    for compute in ("fast", "reference"):
+        fp32, bf16 = runs[compute, "fp32"], runs[compute, "bf16"]
+        assert abs(bf16[0] - fp32[0]) < BF16_RMSE_TOLERANCE, compute
+        assert abs(bf16[1] - fp32[1]) < BF16_RMSE_TOLERANCE, compute
+        assert bf16 != fp32  # bf16 really ran in lower precision
+
+
+def test_evaluation_on_the_gpu_matches_the_cpu() -> None:
+    data = low_rank_data(4)
+    torch.manual_seed(0)
+    model = build_model(TrainConfig(hidden=[32, 16], dropout=0.5), data.train.shape[1])
+    model.eval()
+    on_cpu = evaluate_sse(model, data.train, data.valid, clip=(1.0, 5.0))
+    for compute in ("fast", "reference"):
+        on_gpu = evaluate_sse(
+            copy.deepcopy(model).to(GPU), data.train, data.valid, clip=(1.0, 5.0), compute=compute
+        )
+        assert on_gpu[2] == on_cpu[2]
+        assert on_gpu[0] == pytest.approx(on_cpu[0], rel=1e-4)
+
+
+def _ratings_frame(seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    users, items = 150, 60
+    u, v = rng.normal(size=(users, 3)), rng.normal(size=(items, 3))
+    records = []
+    for user in range(users):
+        for item in rng.choice(items, size=12, replace=False):
+            records.append(
+                (f"u{user}", f"i{item}", float(np.clip(np.round(3 + u[user] @ v[item]), 1, 5)))
+            )
+    return pd.DataFrame(records, columns=["user", "item", "rating"])
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_estimator_fits_on_the_gpu_and_serves_from_the_cpu(tmp_path, precision: str) -> None:
+    frame = _ratings_frame()
+    model = DeepRec(device="cuda", hidden=[32, 16], epochs=3, precision=precision, seed=1)
+    model.fit(frame)
+    assert next(model.module_.parameters()).device.type == "cpu"  # fitted models serve on CPU
+    head = frame.head(20)
+    predictions = model.predict(head["user"], head["item"])
+    assert np.all(np.isfinite(predictions))
+    assert model.score(frame)["rmse"] < 1.5
+    path = tmp_path / "model"
+    model.save(path)
+    loaded = DeepRec.load(path)
+    np.testing.assert_allclose(loaded.predict(head["user"], head["item"]), predictions, rtol=1e-6)
+    assert len(model.recommend("u0", k=5)) == 5
+
+
+@pytest.mark.parametrize("compute", ["fast", "reference"])
+def test_torchrun_with_nccl_on_one_gpu(tmp_path, compute: str) -> None:
+    """`torchrun -m deeprec train --device cuda`: NCCL process group, one rank per GPU."""
+    data = tmp_path / "data"
+    from deeprec.data.dataset import PreparedDataset
+
+    frame = _ratings_frame(1)
+    held = np.random.default_rng(0).random(len(frame)) < 0.2
+    PreparedDataset.from_tables(frame[~held], frame[held]).save(data)
+    out = tmp_path / "run"
+    env = dict(os.environ, DEEPREC_DIST_TIMEOUT="60")
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
+        "-m", "deeprec", "train", "--data", str(data), "--out", str(out), "--device", "cuda",
+        "--set", f"compute={compute}", "--set", "epochs=2", "--set", "hidden=[16,8]",
+    ]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(metrics) == 2
+    assert all(math.isfinite(m["valid_rmse"]) for m in metrics)
