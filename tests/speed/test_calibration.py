@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 import deeprec.train.fast_step as fast_step
 from deeprec.data.batching import row_batch
 from deeprec.data.sparse import CSRMatrix
 from deeprec.model.autoencoder import AutoEncoder
+from deeprec.train import gather_dot
 from deeprec.train.fast_step import FastNet, Planner
 
 from .batches import random_batch
@@ -49,7 +51,13 @@ def test_rates_are_cached_per_process_so_seeded_runs_choose_alike(monkeypatch):
     assert second.rates is first.rates  # timed once, reused
 
 
-def test_gather_is_not_offered_when_a_batch_has_more_ratings_than_items(monkeypatch):
+@pytest.mark.parametrize("compiled", [False, True])
+def test_eager_gather_is_not_offered_when_a_batch_has_more_ratings_than_items(
+    monkeypatch, compiled: bool
+):
+    """The eager gather materialises (nnz x width) tensors; compiled, it reads each rated row
+    once and competes on its measured rate like the others."""
+    monkeypatch.setattr(gather_dot.KERNEL, "failed", not compiled)
     monkeypatch.delenv("DEEPREC_OUTPUT_STRATEGY", raising=False)
     monkeypatch.delenv("DEEPREC_INPUT_STRATEGY", raising=False)
     torch.manual_seed(0)
@@ -59,7 +67,7 @@ def test_gather_is_not_offered_when_a_batch_has_more_ratings_than_items(monkeypa
     planner.rates.update({"input-dense": 1.0, "input-sparse": 1.0})
     dense_batch = small_batch()  # 16 rows x 40 items at 30%+: more ratings than items
     assert dense_batch.nnz >= dense_batch.n_cols
-    assert planner.choose(dense_batch)[1] != "gather"
+    assert (planner.choose(dense_batch)[1] == "gather") is compiled
     rng = np.random.default_rng(1)
     rows = np.arange(16)
     cols = rng.integers(0, 40, size=16)

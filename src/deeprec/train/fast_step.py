@@ -9,14 +9,16 @@ What differs from the reference (NVIDIA's) procedure, and why it is the same mat
   of four strategies, picked per batch by a cost model calibrated with a one-off timing on the
   first real batch: `dense` (reference GEMMs), `sparse` (dense forward GEMM, backward as two
   `embedding_bag`s over the observed entries), `union` (GEMMs on the batch's distinct
-  columns only) or `gather` (one dot product per observed rating). With re-feeding the dense
+  columns only) or `gather` (one compiled dot product per observed rating, then the same
+  backward as `sparse`; train/gather_dot.py). With re-feeding the dense
   f(x) is the next input, so only strategies with a dense forward are eligible.
 - Forward and backward are written out by hand (no autograd graph): activation gradients use
   the fused ATen backward kernels, dropout noise is drawn exactly like `F.dropout` (same
   generator calls, same shapes), the loss and its gradient are one pass over the nnz values.
 - precision="bf16": GEMMs read persistent bf16 copies of the weights, re-cast at most once
   after every optimizer step and only if read (`WeightMirror`); fp32 master weights, fp32
-  bias/activations/loss and fp32 sparse (`embedding_bag`) work. Gradients from bf16 GEMMs are rounded to bf16.
+  bias/activations/loss. The sparse products (`embedding_bag`) and `gather` read the bf16
+  copies too and accumulate in fp32. Gradients from bf16 GEMMs and bags are rounded to bf16.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from deeprec.model.sparse_ops import (
     sparse_cols_matmul_touched,
     sparse_rows_matmul,
 )
-from deeprec.train import mirrored_sgd
+from deeprec.train import gather_dot, mirrored_sgd
 from deeprec.train.blocked_gemm import addmm_blocked_columns, mm_blocked_rows
 from deeprec.train.lazy_rows import row_sgd
 from deeprec.train.precision import WeightMirror, low_precision_dtype
@@ -239,6 +241,20 @@ class FastNet:
         if self._mirror is not None:
             self._mirror.refresh()
 
+    def low_precision_bags(self) -> bool:
+        """bf16: the sparse products (embedding_bag) read the bf16 weight copies too.
+
+        They accumulate in fp32 and round their output to bf16, as the bf16 GEMMs do, and
+        halve the bytes of the widest reads and writes of a step (at Netflix scale ~25K
+        weight rows gathered per product, 17,768 x 512 gradients written). Lazy updates
+        keep fp32 (their row updates are not fused with the bf16 copies)."""
+        return self.lowp is not None and not self.lazy
+
+    def _low_precision_grad(self, param: torch.Tensor) -> bool:
+        """Whether a sparse product writes param's gradient in bf16 (the fused update reads
+        it so; every other gradient stays fp32, e.g. tied weights summing two terms)."""
+        return self.low_precision_bags() and id(param) in self.low_precision_grads
+
     # ---------------------------------------------------------- gradients
     def _add_grad(self, param: torch.Tensor, grad_storage: torch.Tensor) -> None:
         _accumulate(self._grads, param, grad_storage)
@@ -316,8 +332,10 @@ class FastNet:
         if dense is None:
             assert batch is not None
             if input_strategy == "sparse":
-                z = sparse_rows_matmul(batch, self.storage(first.param), input_values)
-                z = z.add_(first.bias)
+                low = self.low_precision_bags()
+                table = self.storage(first.param, low=low)
+                z = sparse_rows_matmul(batch, table, input_values)
+                z = (z.float() if low else z).add_(first.bias)
                 inp = None
             else:
                 inp = _dense_input(batch, input_values, first.param.dtype)
@@ -360,6 +378,8 @@ class FastNet:
                     touched = sparse_cols_matmul_touched(batch, gz, input_values)
                     self._row_grads[id(layer.param)] = touched
                 else:
+                    if self._low_precision_grad(layer.param):
+                        gz = gz.to(self.lowp)  # bf16 rows in, bf16 gradient out
                     self._add_grad(layer.param, sparse_cols_matmul(batch, gz, input_values))
 
     # ----------------------------------------------------- output layer
@@ -393,9 +413,9 @@ class FastNet:
             z_sub = torch.add(layer.bias[union], torch.mm(hl, w_sub.t()))
             z_obs = z_sub[batch.local, position]
             y_obs = self.model.last_act(z_obs)
-        elif strategy == "gather":
-            w = self.used(layer)
-            z_obs = (w[batch.cols] * h[batch.local]).sum(1).add_(layer.bias[batch.cols])
+        elif strategy == "gather":  # one dot product per rating (train/gather_dot.py)
+            w = self.used(layer, low=self.lowp is not None)
+            z_obs = gather_dot.observed_outputs(w, h, batch.cols, batch.local, layer.bias)
             y_obs = self.model.last_act(z_obs)
         else:
             raise ConfigError(f"unknown output strategy {strategy!r}; one of {OUTPUT_STRATEGIES}")
@@ -420,7 +440,8 @@ class FastNet:
     def _sparse_output_backward(
         self, g_obs: torch.Tensor, h: torch.Tensor, batch: RowBatch, layer: _Layer
     ) -> torch.Tensor:
-        w = self.used(layer)  # fp32 master, rows = output columns (contiguous)
+        low = self.low_precision_bags()
+        w = self.used(layer, low=low)  # rows = output columns (contiguous)
         if self.lazy:  # only the rows (items) the batch rated; needs rows = storage rows
             assert self._uses_storage_rows(layer)
             union, position = batch.column_union()
@@ -429,9 +450,11 @@ class FastNet:
             self._row_grads[id(layer.param)] = sparse_cols_matmul_touched(batch, h, g_obs)
         else:
             self._add_bias_grad(layer.bias, column_sums(batch, g_obs))
-            weight_grad = sparse_cols_matmul(batch, h, g_obs)
+            rows = h.to(self.lowp) if self._low_precision_grad(layer.param) else h
+            weight_grad = sparse_cols_matmul(batch, rows, g_obs)
             self._add_grad(layer.param, self._in_storage(layer, weight_grad))
-        return sparse_rows_matmul(batch, w, g_obs)
+        gh = sparse_rows_matmul(batch, w, g_obs)
+        return gh.float() if low else gh
 
     def _union_backward(
         self, g: torch.Tensor, h: torch.Tensor, layer: _Layer, union: torch.Tensor, w_sub
@@ -571,12 +594,11 @@ class Planner:
         if need_out:
             assert self.rates is not None
             candidates = self.eligible
-            if batch.nnz >= batch.n_cols:
-                # One gathered weight row per rating then reads more rows than the whole
-                # matrix has, three times over (forward, two backward products): never less
-                # memory traffic than `sparse`. Its probe can still come out cheap (seen at
-                # Netflix scale in fp32: 22 ms probed, ~100 ms per real step vs 65 for
-                # `sparse`), so it is not offered.
+            if batch.nnz >= batch.n_cols and not gather_dot.compiled():
+                # Eager, `gather` materialises two (nnz x width) gathers: with more ratings
+                # than items that is more memory traffic than `sparse` reads, and its probe
+                # misled (seen at Netflix scale in fp32: 22 ms probed, ~100 ms per real
+                # step vs 65 for `sparse`), so it is not offered.
                 candidates = tuple(s for s in candidates if s != "gather")
             out = min(candidates, key=lambda s: self.rates[s] * _work(s, batch, k_out))
         if need_in:
@@ -595,14 +617,17 @@ def _time_strategies(net: FastNet, batch: RowBatch, eligible) -> dict[str, float
     Each output probe first runs the layers before the output layer (untimed, no dropout,
     so no random numbers are drawn) and then times the output pass, so that it finds the
     caches as a real step leaves them. Known gap (docs/results/netflix_scale_epoch.md): at
-    Netflix scale in fp32 the `gather` probe has measured 22 ms in some processes and 67 ms
-    in others for the same batch, while real steps with it always cost ~2x `sparse`; the
-    planner therefore does not offer `gather` for batches with more ratings than items.
+    Netflix scale in fp32 the eager `gather` probe measured 22 ms in some processes and 67
+    ms in others for the same batch, while real steps with it cost ~2x `sparse`; without
+    its compiled kernel the planner does not offer `gather` for batches with more ratings
+    than items.
     """
     saved_grads, saved_bias = dict(net._grads), dict(net._bias_grads)
     # probes read bf16 copies a real step may never read (the dense-input probe reads the
-    # first layer's): keep them from counting as read, or every update would rewrite it
+    # first layer's; lazy sparse steps do not): keep them from counting as read, or every
+    # update would rewrite it
     saved_read = list(net._mirror.read) if net._mirror is not None else None
+    saved_stale = list(net._mirror.stale) if net._mirror is not None else None
     k = net.out_width()
     k_in = net.layers[0].param.shape[0]
     device = net.first.device
@@ -628,9 +653,12 @@ def _time_strategies(net: FastNet, batch: RowBatch, eligible) -> dict[str, float
         net._linear(x, first)
         net._linear_backward(g_in, x, first, need_input_grad=False)
 
-    def sparse_in() -> None:
-        sparse_rows_matmul(batch, net.storage(first.param))
-        sparse_cols_matmul(batch, g_in)
+    def sparse_in() -> None:  # as hidden_forward / hidden_backward run it
+        low = net.low_precision_bags()
+        sparse_rows_matmul(batch, net.storage(first.param, low=low))
+        sparse_cols_matmul(
+            batch, g_in.to(net.lowp) if net._low_precision_grad(first.param) else g_in
+        )
 
     probes = {s: (before_output, output(s), _work(s, batch, k)) for s in eligible}
     probes["input-dense"] = (evict, dense_in, _work("input-dense", batch, k_in))
@@ -654,8 +682,8 @@ def _time_strategies(net: FastNet, batch: RowBatch, eligible) -> dict[str, float
     net._bias_grads.clear()
     rates = {name: best[name] / work for name, (_, _, work) in probes.items()}
     net._grads, net._bias_grads = saved_grads, saved_bias
-    if saved_read is not None:
-        net._mirror.read = saved_read
+    if saved_read is not None:  # (a copy a probe cast is as stale for the step as before)
+        net._mirror.read, net._mirror.stale = saved_read, saved_stale
     return rates
 
 

@@ -20,12 +20,10 @@ options, or a failed compile (no C++ compiler) fall back to optimizer.step() and
 from __future__ import annotations
 
 import functools
-import logging
-import warnings
 
 import torch
 
-log = logging.getLogger(__name__)
+from deeprec.train.compiled import CompiledKernel
 
 MIN_NUMEL = 1 << 20  # smaller matrices: not worth a compiled kernel (and tests stay fast)
 
@@ -39,12 +37,7 @@ def _sgd_and_copy(w, m, g, w_low, lr, mu, wd) -> None:
     w_low.copy_(w_new)
 
 
-@functools.cache
-def _compiled():
-    return torch.compile(_sgd_and_copy, dynamic=True, fullgraph=True)
-
-
-_compile_failed = False
+UPDATE_KERNEL = CompiledKernel(_sgd_and_copy, "bf16 fused SGD update")
 
 
 @functools.lru_cache(maxsize=16)
@@ -65,19 +58,12 @@ def sgd_and_copy(
     wd: float,
 ) -> None:
     """In place: momentum SGD on (w, m) with gradient g, and w_low = w in low precision."""
-    global _compile_failed
     args = [t.view(-1) for t in (w, m, g, w_low)]
-    scalars = _scalars(lr, mu, wd, w.dtype, w.device)
-    if not _compile_failed:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                _compiled()(*args, *scalars)
-            return
-        except Exception as exc:  # no compiler, unsupported platform: stay correct, slower
-            _compile_failed = True
-            log.warning("bf16 fused SGD update not compiled (%s); using eager ops", exc)
-    eager_sgd_and_copy(w, m, g, w_low, lr, mu, wd)
+    UPDATE_KERNEL(
+        *args,
+        *_scalars(lr, mu, wd, w.dtype, w.device),
+        fallback=lambda: eager_sgd_and_copy(w, m, g, w_low, lr, mu, wd),
+    )
 
 
 @torch.no_grad()

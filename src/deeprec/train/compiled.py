@@ -1,0 +1,43 @@
+"""A function compiled with torch.compile on first use, with an eager fallback.
+
+Inductor needs a C++ compiler on the CPU (Triton on a GPU). Where compiling or running the
+compiled code fails, the kernel logs one warning and every later call runs the fallback,
+which computes the same values with plain PyTorch ops: slower, never wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+class CompiledKernel:
+    """`kernel(*args, fallback=f)`: fn(*args) compiled (dynamic shapes), else f()."""
+
+    def __init__(self, fn: Callable[..., Any], name: str) -> None:
+        self.fn = fn
+        self.name = name
+        self.failed = False  # set once compiling or running the compiled code failed
+        self._compiled: Callable[..., Any] | None = None
+
+    def compiled(self) -> Callable[..., Any]:
+        if self._compiled is None:
+            self._compiled = torch.compile(self.fn, dynamic=True, fullgraph=True)
+        return self._compiled
+
+    def __call__(self, *args: Any, fallback: Callable[[], Any]) -> Any:
+        if not self.failed:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    return self.compiled()(*args)
+            except Exception as exc:  # no compiler, unsupported platform: stay correct
+                self.failed = True
+                log.warning("%s not compiled (%s); using eager ops", self.name, exc)
+        return fallback()

@@ -1,0 +1,50 @@
+"""The compiled observed-entry output layer equals the dense product picked at the ratings."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from deeprec.train import gather_dot
+
+from .batches import random_batch
+
+
+def _inputs(dtype: torch.dtype, weight_dtype: torch.dtype | None = None):
+    batch = random_batch(12, 50, seed=3)
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(50, 16, generator=gen, dtype=torch.float64).to(weight_dtype or dtype)
+    h = torch.randn(12, 16, generator=gen, dtype=torch.float64).to(dtype)
+    bias = torch.randn(50, generator=gen, dtype=torch.float64).to(dtype)
+    return batch, w, h, bias
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_observed_outputs_equal_the_dense_product_at_the_ratings(dtype) -> None:
+    batch, w, h, bias = _inputs(dtype)
+    dense = torch.addmm(bias, h, w.t())[batch.local, batch.cols]
+    got = gather_dot.observed_outputs(w, h, batch.cols, batch.local, bias)
+    assert got.dtype == dtype
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(got, dense, rtol=tol, atol=tol)
+
+
+def test_a_bf16_weight_copy_is_accumulated_in_fp32() -> None:
+    batch, w, h, bias = _inputs(torch.float32, torch.bfloat16)
+    exact = torch.addmm(bias, h, w.float().t())[batch.local, batch.cols]
+    got = gather_dot.observed_outputs(w, h, batch.cols, batch.local, bias)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, exact, rtol=1e-5, atol=1e-5)  # no bf16 rounding of sums
+
+
+def test_a_failed_compile_falls_back_to_the_same_values(monkeypatch) -> None:
+    def broken():
+        raise RuntimeError("no C++ compiler")
+
+    batch, w, h, bias = _inputs(torch.float64)
+    expected = gather_dot.observed_outputs(w, h, batch.cols, batch.local, bias)
+    monkeypatch.setattr(gather_dot.KERNEL, "compiled", broken)
+    monkeypatch.setattr(gather_dot.KERNEL, "failed", False)
+    got = gather_dot.observed_outputs(w, h, batch.cols, batch.local, bias)
+    assert gather_dot.KERNEL.failed and not gather_dot.compiled()
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
