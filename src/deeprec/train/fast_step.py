@@ -338,11 +338,12 @@ class FastNet:
                 z = (z.float() if low else z).add_(first.bias)
                 inp = None
             else:
-                inp = _dense_input(batch, input_values, first.param.dtype)
+                inp = _dense_input(batch, input_values, self.lowp or first.param.dtype)
                 z = self._linear(inp, first)
         else:
-            inp = dense
-            z = self._linear(dense, first)
+            # bf16: cast the (batch x items) re-feed input once, for forward and backward
+            inp = dense if self.lowp is None else dense.to(self.lowp)
+            z = self._linear(inp, first)
         state = self._activate(z, first, train)
         state.inp = inp
         saved.append(state)
@@ -649,7 +650,7 @@ def _time_strategies(net: FastNet, batch: RowBatch, eligible) -> dict[str, float
         return run
 
     def dense_in() -> None:
-        x = _dense_input(batch, None, first.param.dtype)
+        x = _dense_input(batch, None, net.lowp or first.param.dtype)
         net._linear(x, first)
         net._linear_backward(g_in, x, first, need_input_grad=False)
 
