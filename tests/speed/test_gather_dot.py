@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from deeprec.data.batching import row_batch
 from deeprec.train import gather_dot
 
 from .batches import random_batch
+from .test_fast_equivalence import assert_same, make_models, random_matrix, run_both
+
+
+@pytest.fixture(autouse=True)
+def compile_every_size(monkeypatch):
+    """Tiny test weights would run the eager form (MIN_WEIGHTS): compile them too."""
+    monkeypatch.setattr(gather_dot, "MIN_WEIGHTS", 1)
 
 
 def _inputs(dtype: torch.dtype, weight_dtype: torch.dtype | None = None):
@@ -46,5 +55,20 @@ def test_a_failed_compile_falls_back_to_the_same_values(monkeypatch) -> None:
     monkeypatch.setattr(gather_dot.KERNEL, "compiled", broken)
     monkeypatch.setattr(gather_dot.KERNEL, "failed", False)
     got = gather_dot.observed_outputs(w, h, batch.cols, batch.local, bias)
-    assert gather_dot.KERNEL.failed and not gather_dot.compiled()
+    assert gather_dot.KERNEL.failed and not gather_dot.compiled_for(w)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_small_output_layers_stay_eager(monkeypatch) -> None:
+    monkeypatch.setattr(gather_dot, "MIN_WEIGHTS", 1 << 20)
+    assert not gather_dot.compiled_for(torch.zeros(1000, 512))
+    assert gather_dot.compiled_for(torch.zeros(2048, 512))
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_fast_step_with_the_compiled_gather_matches_reference(constrained: bool) -> None:
+    """The step-level float64 check of tests/speed/test_fast_equivalence.py, compiled."""
+    batch = row_batch(random_matrix(0), np.array([3, 0, 7, 11, 5, 2, 19, 23]))
+    ref, fast = make_models(constrained)
+    r, f = run_both(ref, fast, batch, refeed=0, strategy="gather")
+    assert_same(ref, fast, r, f)

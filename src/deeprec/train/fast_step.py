@@ -595,7 +595,8 @@ class Planner:
         if need_out:
             assert self.rates is not None
             candidates = self.eligible
-            if batch.nnz >= batch.n_cols and not gather_dot.compiled():
+            out_weight = self.net.layers[-1].param
+            if batch.nnz >= batch.n_cols and not gather_dot.compiled_for(out_weight):
                 # Eager, `gather` materialises two (nnz x width) gathers: with more ratings
                 # than items that is more memory traffic than `sparse` reads, and its probe
                 # misled (seen at Netflix scale in fp32: 22 ms probed, ~100 ms per real

@@ -31,16 +31,23 @@ def _observed_outputs(
 
 KERNEL = CompiledKernel(_observed_outputs, "observed-entry output layer")
 
+# Output layers with fewer weights run the eager form: compiling costs ~5-10 s once per
+# process (the quickstart went from 10 to 21 s), which a small model never earns back.
+MIN_WEIGHTS = 1 << 20
+
+
+def compiled_for(w: torch.Tensor) -> bool:
+    """Whether the output weight `w` gets the compiled loop (else the eager form, which
+    materialises (nnz x width) gathers: far slower at scale)."""
+    return w.numel() >= MIN_WEIGHTS and not KERNEL.failed
+
 
 def observed_outputs(
     w: torch.Tensor, h: torch.Tensor, cols: torch.Tensor, rows: torch.Tensor, bias: torch.Tensor
 ) -> torch.Tensor:
     """bias[cols] + rowwise dot(w[cols], h[rows]): (nnz,) in h's precision (fp32 for bf16)."""
+    if not compiled_for(w):
+        return _observed_outputs(w, h, cols, rows, bias)
     return KERNEL(
         w, h, cols, rows, bias, fallback=lambda: _observed_outputs(w, h, cols, rows, bias)
     )
-
-
-def compiled() -> bool:
-    """Whether the kernel runs compiled (else its eager form, far slower at scale)."""
-    return not KERNEL.failed
