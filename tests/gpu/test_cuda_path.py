@@ -25,39 +25,21 @@ from deeprec.train import mirrored_sgd
 from deeprec.train.config import TrainConfig
 from deeprec.train.evaluation import evaluate_sse
 from deeprec.train.fast_step import FastStep, Planner
-from deeprec.train.step import reference_step
-from deeprec.train.trainer import Trainer, build_model
-from speed.test_bf16_training import BF16_RMSE_TOLERANCE, low_rank_data
-from speed.test_fast_equivalence import make_models, random_matrix
+from deeprec.train.trainer import build_model
+from speed.test_bf16_training import BF16_RMSE_TOLERANCE, low_rank_data, train_once
+from speed.test_fast_equivalence import assert_same, make_models, random_matrix, run_both
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 GPU = torch.device("cuda", 0)
 
 
-def _run_both_on_gpu(ref, fast, batch, *, refeed: int, strategy: str, input_strategy: str):
-    ref, fast = ref.to(GPU), fast.to(GPU)
-    batch = batch.to(GPU)
-    opt_ref = torch.optim.SGD(ref.parameters(), lr=0.05, momentum=0.9)
-    opt_fast = torch.optim.SGD(fast.parameters(), lr=0.05, momentum=0.9)
-    step = FastStep(
-        fast, opt_fast, refeed_steps=refeed, output_strategy=strategy, input_strategy=input_strategy
-    )
-    torch.manual_seed(11)
-    r = reference_step(ref, opt_ref, batch, refeed_steps=refeed)
-    torch.manual_seed(11)
-    f = step(batch)
-    return r, f
+def _run_both_on_gpu(ref, fast, batch, **kw):
+    return run_both(ref, fast, batch, momentum=0.9, device=GPU, **kw)
 
 
 def _assert_same(ref, fast, r, f) -> None:
-    assert f.count == r.count
-    assert f.sse == pytest.approx(r.sse, rel=1e-10, abs=1e-10)
-    for (name, p_ref), (_, p_fast) in zip(
-        ref.named_parameters(), fast.named_parameters(), strict=True
-    ):
-        assert p_fast.device.type == "cuda"
-        torch.testing.assert_close(p_fast.grad, p_ref.grad, rtol=1e-9, atol=1e-11, msg=name)
-        torch.testing.assert_close(p_fast.detach(), p_ref.detach(), rtol=1e-9, atol=1e-11)
+    assert all(p.device.type == "cuda" for p in fast.parameters())
+    assert_same(ref, fast, r, f)
 
 
 @pytest.mark.parametrize("constrained", [False, True])
@@ -111,24 +93,7 @@ def test_fused_bf16_update_compiles_for_cuda_and_matches_sgd() -> None:
 
 
 def _train_on(device: torch.device, data, **overrides) -> tuple[float, float]:
-    values = dict(
-        hidden=[64, 32],
-        dropout=0.2,
-        optimizer="sgd",
-        lr=0.01,
-        momentum=0.9,
-        batch_size=32,
-        epochs=2,
-        seed=5,
-    )
-    values.update(overrides)
-    config = TrainConfig(**values)
-    torch.manual_seed(config.seed)
-    model = build_model(config, data.train.shape[1]).to(device)
-    result = Trainer(model, config, data, rating_range=(1.0, 5.0)).fit()
-    record = result.history[-1]
-    assert next(model.parameters()).device.type == device.type
-    return record.train_rmse, record.valid_rmse
+    return train_once(data, device, **{"epochs": 2, **overrides})
 
 
 @pytest.mark.parametrize("refeed", [0, 1])

@@ -32,7 +32,9 @@ def low_rank_data(seed: int = 0, users: int = 320, items: int = 150) -> Oriented
     return OrientedData(train=csr(~held), valid=csr(held), test=csr(held))
 
 
-def train_once(data: OrientedData, **overrides) -> tuple[float, float]:
+def train_once(
+    data: OrientedData, device: torch.device | str = "cpu", **overrides
+) -> tuple[float, float]:
     values = dict(
         hidden=[64, 32],
         dropout=0.2,
@@ -46,10 +48,11 @@ def train_once(data: OrientedData, **overrides) -> tuple[float, float]:
     values.update(overrides)
     config = TrainConfig(**values)
     torch.manual_seed(config.seed)
-    model = build_model(config, data.train.shape[1])
+    model = build_model(config, data.train.shape[1]).to(device)
     result = Trainer(model, config, data, rating_range=(1.0, 5.0)).fit()
     record = result.history[-1]
     assert math.isfinite(record.train_rmse)
+    assert next(model.parameters()).device.type == torch.device(device).type
     return record.train_rmse, record.valid_rmse
 
 

@@ -40,9 +40,22 @@ def make_models(constrained: bool, activation: str = "selu", last: str = "identi
     return ref, copy.deepcopy(ref)
 
 
-def run_both(ref, fast, batch, *, refeed: int, strategy: str, input_strategy: str = "sparse"):
-    opt_ref = torch.optim.SGD(ref.parameters(), lr=0.05)
-    opt_fast = torch.optim.SGD(fast.parameters(), lr=0.05)
+def run_both(
+    ref,
+    fast,
+    batch,
+    *,
+    refeed: int,
+    strategy: str,
+    input_strategy: str = "sparse",
+    momentum: float = 0.0,
+    device: torch.device | None = None,
+):
+    """One reference and one fast step from the same weights and seed (on `device`)."""
+    if device is not None:  # tests/gpu
+        ref, fast, batch = ref.to(device), fast.to(device), batch.to(device)
+    opt_ref = torch.optim.SGD(ref.parameters(), lr=0.05, momentum=momentum)
+    opt_fast = torch.optim.SGD(fast.parameters(), lr=0.05, momentum=momentum)
     step = FastStep(
         fast, opt_fast, refeed_steps=refeed, output_strategy=strategy, input_strategy=input_strategy
     )
