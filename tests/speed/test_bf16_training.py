@@ -56,11 +56,14 @@ def train_once(
     return record.train_rmse, record.valid_rmse
 
 
+@pytest.mark.parametrize("constrained", [False, True])
 @pytest.mark.parametrize("refeed", [0, 1])
-def test_bf16_within_tolerance_of_fp32_over_one_epoch(refeed: int) -> None:
+def test_bf16_within_tolerance_of_fp32_over_one_epoch(refeed: int, constrained: bool) -> None:
+    """Tied decoders too: their weight gets two gradient terms, kept in fp32."""
     data = low_rank_data()
-    fp32 = train_once(data, compute="fast", precision="fp32", refeed_steps=refeed)
-    bf16 = train_once(data, compute="fast", precision="bf16", refeed_steps=refeed)
+    kw = {"refeed_steps": refeed, "constrained": constrained}
+    fp32 = train_once(data, compute="fast", precision="fp32", **kw)
+    bf16 = train_once(data, compute="fast", precision="bf16", **kw)
     assert abs(bf16[0] - fp32[0]) < BF16_RMSE_TOLERANCE
     assert abs(bf16[1] - fp32[1]) < BF16_RMSE_TOLERANCE
     assert bf16 != fp32  # bf16 really ran in lower precision
