@@ -1,13 +1,14 @@
 """fp32 matrix products over item-wide dimensions, computed in blocks of 1,024 items.
 
-On the development CPU (2 threads, torch 2.13's CPU BLAS) the two fp32 products whose
-result is item-wide run far below the machine's fp32 peak when issued as one call:
-the output layer's forward h @ W^T (128 x 512 x 17,768: 27-29 ms) and the weight gradients
-G^T @ H (17,768 x 128 x 512: 23-26 ms). Split into blocks of 1,024 result rows or columns
-they take 17-18 ms; at ML-1M width (3,706 items) 5.7 -> 4.0 and 4.8 -> 3.8 ms
-(benchmarks/gemm_blocking.py). bf16 products gain nothing and are left whole. Each block is
-an independent slice of the result with the same reduction, so the values are those of one
-call up to the BLAS's own blocking.
+On the development CPU (2 threads, torch 2.13's CPU BLAS) the output layer's forward
+h @ W^T (128 x 512 x 17,768) runs below the machine's fp32 peak as one call: 18.2 ms, 14.8
+ms in blocks of 1,024 result columns; at ML-1M width (3,615 items) 3.3 -> 3.0 ms
+(benchmarks/output_layer_kernels.py, docs/results/output_layer_kernels.json). For the
+weight gradients G^T @ H (items x 128 x 512) blocks of result rows measured 23-26 -> 15-18
+ms in an earlier session, but the same within noise in that benchmark (13.7 vs 14.1 ms):
+they stay blocked, which costs nothing measurable. bf16 products gain nothing and are left
+whole. Each block is an independent slice of the result with the same reduction, so the
+values are those of one call up to the BLAS's own blocking.
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ This is all the loss needs when no re-feed step wants the dense output. Eager Py
 materialises both (nnz x width) gathers before multiplying (~100 MB per Netflix-scale
 batch: ~50 ms). Compiled by torch.compile it is one loop that reads each rated weight row
 once while h (batch x width) stays in cache. Measured on the 2-core development machine
-against the dense product h @ W^T at batch 128, width 512 (docs/results/train_speed.md):
-17,768 items 3.7 ms vs 21 ms (fp32), 1.1 ms vs 8.5 ms (bf16 weights); 3,615 items 0.6 vs
-3.6 ms (fp32), 0.6 vs 1.3 ms (bf16).
+against the dense product h @ W^T at batch 128, width 512
+(benchmarks/output_layer_kernels.py): 17,768 items 3.3 ms vs 14.8-18.2 ms (fp32), 1.4 vs
+6.3 ms (bf16 weights); 3,615 items 0.7 vs 3.0-3.3 ms (fp32), 0.6 vs 1.2 ms (bf16).
 
 The products are accumulated in fp32 (float64 for float64 inputs), also for a bf16 weight
 copy, and only the observed values come out: the same values as picking them from the

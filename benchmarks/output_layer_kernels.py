@@ -1,0 +1,114 @@
+"""Microbenchmark of the item-wide kernels of a fast step, at ML-1M and Netflix widths.
+
+    flock /tmp/deeprec-heavy.lock env PYTHONPATH=src /work/venv/bin/python \
+        benchmarks/output_layer_kernels.py --out docs/results/output_layer_kernels.json
+
+Batch 128, width 512, the ratings of a batch drawn like the benchmarks' data (~146 per user
+at 3,615 items, ~193 at 17,768). Times are the minimum over repetitions, in ms, with freed
+blocks kept in the heap as during training (train/heap.py). Compared:
+- the output layer's forward: the dense product h @ W^T (one BLAS call, and in blocks of
+  1,024 items as train/blocked_gemm.py runs fp32) vs the compiled observed-entry loop
+  (train/gather_dot.py) with fp32 or bf16 weights;
+- a weight gradient G^T @ H (items x 128 x 512): one call vs blocks;
+- the two sparse products of a batch (`embedding_bag`): S @ W and S^T @ H, fp32 vs bf16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _speed_common import emit_report
+from deeprec.data.batching import row_batch
+from deeprec.data.sparse import CSRMatrix
+from deeprec.model.sparse_ops import sparse_cols_matmul, sparse_rows_matmul
+from deeprec.train import gather_dot
+from deeprec.train.blocked_gemm import addmm_blocked_columns, mm_blocked_rows
+from deeprec.train.heap import reuse_freed_memory
+
+BATCH, WIDTH = 128, 512
+SHAPES = {"ml-1m": (3615, 146), "netflix": (17768, 193)}  # items, ratings per user
+
+
+def best_ms(fn, reps: int) -> float:
+    fn()
+    fn()
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return round(best * 1e3, 3)
+
+
+def batch_of(items: int, per_user: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    rows = np.repeat(np.arange(BATCH), per_user)
+    cols = np.concatenate([rng.choice(items, per_user, replace=False) for _ in range(BATCH)])
+    values = rng.integers(1, 6, size=rows.shape[0]).astype(np.float32)
+    matrix = CSRMatrix.from_coo(rows, cols, values, (BATCH, items))
+    return row_batch(matrix, np.arange(BATCH)).prepare()
+
+
+def measure(items: int, per_user: int, reps: int) -> dict:
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(items, WIDTH, generator=gen) * 0.02
+    w_low = w.bfloat16()
+    h = torch.randn(BATCH, WIDTH, generator=gen)
+    h_low = h.bfloat16()
+    g = torch.randn(BATCH, items, generator=gen)
+    g_low = g.bfloat16()
+    bias = torch.zeros(items)
+    batch = batch_of(items, per_user)
+    g_obs = torch.randn(batch.nnz, generator=gen)
+    gather_dot.MIN_WEIGHTS = 0  # compile at every size here
+
+    def observed(weights):
+        return lambda: gather_dot.observed_outputs(weights, h, batch.cols, batch.local, bias)
+
+    out = {"items": items, "ratings_in_batch": batch.nnz}
+    out["output_forward_ms"] = {
+        "dense fp32, one call": best_ms(lambda: torch.addmm(bias, h, w.t()), reps),
+        "dense fp32, blocks of 1,024": best_ms(lambda: addmm_blocked_columns(bias, h, w.t()), reps),
+        "dense bf16": best_ms(lambda: torch.mm(h_low, w_low.t()), reps),
+        "observed entries, fp32 weights (compiled)": best_ms(observed(w), reps),
+        "observed entries, bf16 weights (compiled)": best_ms(observed(w_low), reps),
+    }
+    out["weight_gradient_ms"] = {
+        "fp32, one call": best_ms(lambda: torch.mm(g.t(), h), reps),
+        "fp32, blocks of 1,024": best_ms(lambda: mm_blocked_rows(g.t(), h), reps),
+        "bf16": best_ms(lambda: torch.mm(g_low.t(), h_low), reps),
+    }
+    out["sparse_products_ms"] = {
+        "S @ W fp32": best_ms(lambda: sparse_rows_matmul(batch, w, g_obs), reps),
+        "S @ W bf16": best_ms(lambda: sparse_rows_matmul(batch, w_low, g_obs), reps),
+        "S^T @ H fp32": best_ms(lambda: sparse_cols_matmul(batch, h, g_obs), reps),
+        "S^T @ H bf16": best_ms(lambda: sparse_cols_matmul(batch, h_low, g_obs), reps),
+    }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    report = {"threads": args.threads, "batch": BATCH, "width": WIDTH, "torch": torch.__version__}
+    with reuse_freed_memory():
+        for name, (items, per_user) in SHAPES.items():
+            report[name] = measure(items, per_user, args.reps)
+            print(json.dumps({name: report[name]}), file=sys.stderr, flush=True)
+    emit_report(report, args.out)
+
+
+if __name__ == "__main__":
+    main()
