@@ -46,19 +46,25 @@ def load_movielens_dat(path: str | Path, valid_fraction: float = 0.1, seed: int 
     return train, valid
 
 
+def min_seconds(fn, reps: int, warmup: int = 2) -> float:
+    """The fastest of `reps` timed calls of fn(), after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def matmul_peak(dtype: torch.dtype, shapes: list[tuple[int, int, int]]) -> dict:
     """Best FLOP/s of `a @ b` over the shapes (min of 5 timings each)."""
     best: dict = {"gflops": 0.0, "shape": None, "per_shape": {}}
     for m, k, n in shapes:
         a = torch.randn(m, k).to(dtype)
         b = torch.randn(k, n).to(dtype)
-        for _ in range(2):
-            a @ b
-        t = float("inf")
-        for _ in range(5):
-            s = time.perf_counter()
-            a @ b
-            t = min(t, time.perf_counter() - s)
+        t = min_seconds(lambda a=a, b=b: a @ b, reps=5)
         gflops = 2 * m * k * n / t / 1e9
         best["per_shape"][f"{m}x{k}x{n}"] = round(gflops, 1)
         if gflops > best["gflops"]:

@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _speed_common import emit_report
+from _speed_common import emit_report, min_seconds
 from deeprec.data.batching import row_batch
 from deeprec.data.sparse import CSRMatrix
 from deeprec.model.sparse_ops import sparse_cols_matmul, sparse_rows_matmul
@@ -38,14 +37,7 @@ SHAPES = {"ml-1m": (3615, 146), "netflix": (17768, 193)}  # items, ratings per u
 
 
 def best_ms(fn, reps: int) -> float:
-    fn()
-    fn()
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return round(best * 1e3, 3)
+    return round(min_seconds(fn, reps) * 1e3, 3)
 
 
 def batch_of(items: int, per_user: int, seed: int = 0):

@@ -22,7 +22,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _speed_common import emit_report, load_movielens_dat, matmul_peak, profile_steps
+from _speed_common import (
+    emit_report,
+    load_movielens_dat,
+    matmul_peak,
+    min_seconds,
+    profile_steps,
+)
 from deeprec.data.batching import epoch_order, iter_row_batches
 from deeprec.train.config import TrainConfig
 from deeprec.train.evaluation import evaluate_sse
@@ -103,12 +109,11 @@ def batch_building(data: OrientedData, batch_size: int, prepare: bool) -> float:
 
 
 def eval_time(model, data: OrientedData, compute: str, repeats: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        evaluate_sse(model, data.train, data.valid, batch_size=1024, compute=compute)
-        best = min(best, time.perf_counter() - start)
-    return best
+    return min_seconds(
+        lambda: evaluate_sse(model, data.train, data.valid, batch_size=1024, compute=compute),
+        reps=repeats,
+        warmup=0,
+    )
 
 
 def main() -> None:

@@ -628,8 +628,8 @@ def _time_strategies(net: FastNet, batch: RowBatch, eligible) -> dict[str, float
     # probes read bf16 copies a real step may never read (the dense-input probe reads the
     # first layer's; lazy sparse steps do not): keep them from counting as read, or every
     # update would rewrite it
-    saved_read = list(net._mirror.read) if net._mirror is not None else None
-    saved_stale = list(net._mirror.stale) if net._mirror is not None else None
+    mirror = net._mirror
+    saved_flags = None if mirror is None else (list(mirror.read), list(mirror.stale))
     k = net.out_width()
     k_in = net.layers[0].param.shape[0]
     device = net.first.device
@@ -684,8 +684,8 @@ def _time_strategies(net: FastNet, batch: RowBatch, eligible) -> dict[str, float
     net._bias_grads.clear()
     rates = {name: best[name] / work for name, (_, _, work) in probes.items()}
     net._grads, net._bias_grads = saved_grads, saved_bias
-    if saved_read is not None:  # (a copy a probe cast is as stale for the step as before)
-        net._mirror.read, net._mirror.stale = saved_read, saved_stale
+    if saved_flags is not None:  # (a copy a probe cast is as stale for the step as before)
+        mirror.read, mirror.stale = saved_flags
     return rates
 
 
