@@ -34,6 +34,46 @@ def test_update_equals_sgd_then_cast(grad_dtype, weight_decay) -> None:
         assert torch.equal(copy_low, mine.to(torch.bfloat16))
 
 
+def test_one_call_updates_every_group_like_sgd() -> None:
+    """Two param groups (decayed matrices with bf16 copies, free biases without) in one
+    call: each tensor follows torch.optim.SGD with its own group's options."""
+    gen = torch.Generator().manual_seed(3)
+    shapes = [(40, 24), (24, 8), (8, 24)]
+    mats = [torch.randn(s, generator=gen) for s in shapes]
+    vecs = [torch.randn(s[0], generator=gen) for s in shapes]
+    params = [torch.nn.Parameter(t.clone()) for t in mats + vecs]
+    sgd = torch.optim.SGD(
+        [{"params": params[:3]}, {"params": params[3:], "weight_decay": 0.0}],
+        lr=0.05,
+        momentum=0.9,
+        weight_decay=0.01,
+    )
+    mat_m = [torch.zeros_like(t) for t in mats]
+    vec_m = [torch.zeros_like(t) for t in vecs]
+    copies = [torch.empty_like(t, dtype=torch.bfloat16) for t in mats]
+    for _ in range(3):
+        mat_g = [torch.randn(s, generator=gen).bfloat16() for s in shapes]
+        vec_g = [torch.randn(s[0], generator=gen) for s in shapes]
+        for p, g in zip(params, [g.float() for g in mat_g] + vec_g, strict=True):
+            p.grad = g
+        sgd.step()
+        copied = list(zip(mats, mat_m, mat_g, copies, strict=True))
+        plain = list(zip(vecs, vec_m, vec_g, strict=True))
+        mirrored_sgd.sgd_groups(
+            [
+                mirrored_sgd.Group(copied, [], 0.05, 0.9, 0.01),
+                mirrored_sgd.Group([], plain, 0.05, 0.9, 0.0),
+            ]
+        )
+        for mine, param in zip(mats + vecs, params, strict=True):
+            torch.testing.assert_close(mine, param.detach(), rtol=1e-6, atol=1e-6)
+        for mine, param in zip(mat_m + vec_m, params, strict=True):
+            torch.testing.assert_close(mine, sgd.state[param]["momentum_buffer"])
+        for copy_low, mine in zip(copies, mats, strict=True):
+            assert torch.equal(copy_low, mine.to(torch.bfloat16))
+    assert not mirrored_sgd.UPDATE_KERNEL.failed
+
+
 def test_unsupported_options_are_refused() -> None:
     p = [torch.nn.Parameter(torch.zeros(2))]
     for opt in (
@@ -53,7 +93,11 @@ def _batch():
 
 def _train(model, fused: bool, monkeypatch, refeed: int, steps: int = 4):
     monkeypatch.setattr(mirrored_sgd, "MIN_NUMEL", 1)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=0.001)
+    groups = [  # as optim.param_groups makes them: decayed matrices, free biases
+        {"params": [p for p in model.parameters() if p.dim() == 2]},
+        {"params": [p for p in model.parameters() if p.dim() == 1], "weight_decay": 0.0},
+    ]
+    opt = torch.optim.SGD(groups, lr=0.01, momentum=0.9, weight_decay=0.001)
     step = FastStep(
         model,
         opt,
@@ -73,14 +117,21 @@ def _train(model, fused: bool, monkeypatch, refeed: int, steps: int = 4):
 @pytest.mark.parametrize("refeed", [0, 1])
 def test_fast_step_with_fused_update_tracks_the_plain_one(monkeypatch, refeed) -> None:
     calls = []
-    real = mirrored_sgd.sgd_and_copy
-    monkeypatch.setattr(mirrored_sgd, "sgd_and_copy", lambda *a: calls.append(1) or real(*a))
+    real = mirrored_sgd.sgd_groups
+
+    def counting(groups):
+        calls.append([(len(g.copied), len(g.plain)) for g in groups])
+        real(groups)
+
+    monkeypatch.setattr(mirrored_sgd, "sgd_groups", counting)
     torch.manual_seed(0)
     model = AutoEncoder(60, [16, 8], activation="selu", dropout=0.0)
     twin = copy.deepcopy(model)
     fused_step, fused_opt, fused_losses = _train(model, True, monkeypatch, refeed)
-    # the output layer's copy is read every pass; the sparse first layer's only when re-fed
-    assert len(calls) >= 4 * (1 + refeed)
+    # one call per update takes all 4 weights (decayed) and 4 biases (not: a second param
+    # group) and writes the bf16 copies of the 4 matrices (the sparse products read the
+    # first layer's too)
+    assert calls == [[(4, 0), (0, 4)]] * (4 * (1 + refeed))
     calls.clear()
     plain_step, plain_opt, plain_losses = _train(twin, False, monkeypatch, refeed)
     assert fused_step._fused and not plain_step._fused and not calls

@@ -18,17 +18,23 @@ log = logging.getLogger(__name__)
 
 
 class CompiledKernel:
-    """`kernel(*args, fallback=f)`: fn(*args) compiled (dynamic shapes), else f()."""
+    """`kernel(*args, fallback=f)`: fn(*args) compiled, else f().
 
-    def __init__(self, fn: Callable[..., Any], name: str) -> None:
+    dynamic=True compiles for any sizes at once (sizes that change every call, such as a
+    batch's number of ratings); None specialises on the first sizes and recompiles for
+    any size seen to change, which leaves fewer guards to check per call (~40 vs ~70 us
+    for the update kernel's 42 tensors on the development machine)."""
+
+    def __init__(self, fn: Callable[..., Any], name: str, dynamic: bool | None = True) -> None:
         self.fn = fn
         self.name = name
+        self.dynamic = dynamic
         self.failed = False  # set once compiling or running the compiled code failed
         self._compiled: Callable[..., Any] | None = None
 
     def compiled(self) -> Callable[..., Any]:
         if self._compiled is None:
-            self._compiled = torch.compile(self.fn, dynamic=True, fullgraph=True)
+            self._compiled = torch.compile(self.fn, dynamic=self.dynamic, fullgraph=True)
         return self._compiled
 
     def __call__(self, *args: Any, fallback: Callable[[], Any]) -> Any:

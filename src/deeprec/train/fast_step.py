@@ -45,7 +45,7 @@ from deeprec.model.sparse_ops import (
     sparse_cols_matmul_touched,
     sparse_rows_matmul,
 )
-from deeprec.train import gather_dot, mirrored_sgd
+from deeprec.train import gather_dot, mirrored_sgd, refeed_loss
 from deeprec.train.blocked_gemm import addmm_blocked_columns, mm_blocked_rows
 from deeprec.train.lazy_rows import row_sgd
 from deeprec.train.precision import WeightMirror, low_precision_dtype
@@ -283,9 +283,16 @@ class FastNet:
         return addmm_blocked_columns(layer.bias, h, self.used(layer).t())
 
     def _linear_backward(
-        self, gz: torch.Tensor, h: torch.Tensor, layer: _Layer, need_input_grad: bool
+        self,
+        gz: torch.Tensor,
+        h: torch.Tensor,
+        layer: _Layer,
+        need_input_grad: bool,
+        bias_grad: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
-        self._add_bias_grad(layer.bias, gz.sum(0))
+        """Accumulate the layer's gradients from gz (bf16 mode: gz may already be bf16 when
+        `bias_grad`, its column sums, comes with it); returns the input gradient if asked."""
+        self._add_bias_grad(layer.bias, gz.sum(0) if bias_grad is None else bias_grad)
         rows = self._uses_storage_rows(layer)
         if self.lowp is not None:
             gzl, hl = gz.to(self.lowp), h.to(self.lowp)
@@ -293,8 +300,8 @@ class FastNet:
             if id(layer.param) not in self.low_precision_grads:
                 gw = gw.float()
             self._add_grad(layer.param, gw)
-            if need_input_grad:
-                return torch.mm(gzl, self.used(layer, low=True)).float()
+            if need_input_grad:  # bf16: the activation's backward reads it as fp32
+                return torch.mm(gzl, self.used(layer, low=True))
             return None
         gw = mm_blocked_rows(gz.t(), h) if rows else mm_blocked_rows(h.t(), gz)
         self._add_grad(layer.param, gw)
@@ -335,7 +342,7 @@ class FastNet:
                 low = self.low_precision_bags()
                 table = self.storage(first.param, low=low)
                 z = sparse_rows_matmul(batch, table, input_values)
-                z = (z.float() if low else z).add_(first.bias)
+                z = torch.add(first.bias, z) if low else z.add_(first.bias)  # bf16 -> fp32
                 inp = None
             else:
                 inp = _dense_input(batch, input_values, self.lowp or first.param.dtype)
@@ -349,6 +356,8 @@ class FastNet:
         saved.append(state)
         h = state.y if state.noise is None else state.y * state.noise
         for layer in self.layers[1:-1]:
+            if self.lowp is not None:  # cast once: the product and its weight gradient read it
+                h = h.to(self.lowp)
             z = self._linear(h, layer)
             state = self._activate(z, layer, train)
             state.inp = h
@@ -367,7 +376,11 @@ class FastNet:
             layer, state = self.layers[index], saved[index]
             if state.noise is not None:
                 gh = gh * state.noise
+            # a bf16 gh (bf16 products) is read as fp32 by the mixed-dtype kernels: the
+            # values a .float() copy would give, one pass fewer
             gz = activation_backward(layer.act, gh, state.z, state.y)
+            if gz.dtype != state.z.dtype:  # identity passes gh through
+                gz = gz.to(state.z.dtype)
             if index > 0:
                 gh = self._linear_backward(gz, state.inp, layer, need_input_grad=True)
             elif state.inp is not None:
@@ -454,8 +467,7 @@ class FastNet:
             rows = h.to(self.lowp) if self._low_precision_grad(layer.param) else h
             weight_grad = sparse_cols_matmul(batch, rows, g_obs)
             self._add_grad(layer.param, self._in_storage(layer, weight_grad))
-        gh = sparse_rows_matmul(batch, w, g_obs)
-        return gh.float() if low else gh
+        return sparse_rows_matmul(batch, w, g_obs)  # bf16 if low: see hidden_backward
 
     def _union_backward(
         self, g: torch.Tensor, h: torch.Tensor, layer: _Layer, union: torch.Tensor, w_sub
@@ -485,6 +497,30 @@ class FastNet:
         layer = self.layers[-1]
         gz = activation_backward(layer.act, g, z, out)
         return self._linear_backward(gz, h, layer, need_input_grad=True)
+
+    def refeed_output_loss(
+        self, h: torch.Tensor, y: torch.Tensor, keep_out: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The re-feed pass's output layer, dense loss against y and its backward:
+        (gradient w.r.t. h, f(y) if keep_out). With an identity output, the loss gradient,
+        bias gradient and bf16 cast are one pass (train/refeed_loss.py)."""
+        layer = self.layers[-1]
+        if layer.act != "identity":
+            z, out = self.output_dense(h)
+            g = (out - y).mul_(2.0 / out.numel())
+            return self.dense_output_backward(g, h, z, out), (out if keep_out else None)
+        if self.lowp is not None:
+            hl = h.to(self.lowp)
+            product = torch.mm(hl, self.used(layer, low=True).t())
+            bias = layer.bias
+        else:
+            hl, bias = h, None
+            product = addmm_blocked_columns(layer.bias, h, self.used(layer).t())
+        out, bias_grad, g = refeed_loss.refeed_gradient(
+            product, bias, y, keep_out=keep_out, low=self.lowp
+        )
+        gh = self._linear_backward(g, hl, layer, need_input_grad=True, bias_grad=bias_grad)
+        return gh, out
 
     # ---------------------------------------------------------- inference
     @torch.no_grad()
@@ -785,21 +821,22 @@ class FastStep:
         self.net.low_precision_grads = set(self._fused)
 
     def _fused_update_candidates(self, model: AutoEncoder) -> dict[int, tuple]:
-        """bf16 weight matrices whose SGD update also writes their bf16 copy (mirrored_sgd):
-        {id: (param, mirror index, param group)}. Tied weights take two gradient terms,
-        which are summed in fp32, so a tied model keeps the plain path."""
+        """bf16: the parameters whose SGD update runs as one compiled call per param group
+        that also writes the matrices' bf16 copies (mirrored_sgd): {id: (param, mirror
+        index or None for a bias, param group)}. Tied weights take two gradient terms,
+        which are summed in fp32, so a tied model keeps the plain path; so do models under
+        MIN_NUMEL weights (compiling would cost more than it saves)."""
         mirror = self.net._mirror
         if mirror is None or model.constrained:
             return {}
+        params = self.net.parameters()
+        if sum(p.numel() for p in params) < mirrored_sgd.MIN_NUMEL:
+            return {}
         found = {}
-        for index, param in enumerate(self.net._params):
+        for param in params:
             group = self._groups.get(id(param))
-            if (
-                param.numel() >= mirrored_sgd.MIN_NUMEL
-                and group is not None
-                and mirrored_sgd.supported_group(self.optimizer, group)
-            ):
-                found[id(param)] = (param, index, group)
+            if group is not None and mirrored_sgd.supported_group(self.optimizer, group):
+                found[id(param)] = (param, self.net._mirror_index.get(id(param)), group)
         return found
 
     def weights_changed(self) -> None:
@@ -810,37 +847,48 @@ class FastStep:
     def _update(self) -> None:
         net = self.net
         lazy = self._take_row_grads()
-        fused = []
-        if self._fused and self.before_update is None:  # (an all-reduce needs fp32 grads)
-            for key, (param, index, group) in self._fused.items():
-                # a copy never read (the sparse first layer's) is not worth writing
-                if key in net._grads and net._mirror.read[index]:
-                    fused.append((param, index, group, net._grads.pop(key)))
-                    param.grad = None  # optimizer.step() leaves it alone
+        fused = self._take_fused() if self.before_update is None else ([], [])
         net.publish_grads()
         with net.optimizer_layout():
-            if self.before_update is not None:
+            if self.before_update is not None:  # (an all-reduce needs fp32 grads)
                 self.before_update(net.parameters())
-            self.optimizer.step()
+            self.optimizer.step()  # what the fused update left (also keeps LR schedulers'
+            # "optimizer.step() was called" bookkeeping true)
         net.refresh()
         with record_function("deeprec::fused_update"):
             self._apply_fused(fused)
             self._apply_lazy(lazy)
 
-    def _apply_fused(self, fused: list[tuple]) -> None:
+    def _take_fused(self) -> tuple[list[mirrored_sgd.Group], list[int]]:
+        """Take the fused parameters' gradients, per param group, and the mirror indices
+        of the copies the update will write; these params get no .grad, so
+        optimizer.step() leaves them alone."""
         net = self.net
-        for param, index, group, grad in fused:
-            master = net._mirror.masters[index]  # contiguous storage, as the state keeps it
-            mirrored_sgd.sgd_and_copy(
-                master,
-                self._momentum(param, master),
-                grad,
-                net._mirror.copies[index],
-                group["lr"],
-                group["momentum"],
-                group["weight_decay"],
-            )
-            net._mirror.mark_fresh(index)
+        groups: dict[int, mirrored_sgd.Group] = {}
+        fresh: list[int] = []
+        for key, (param, index, group) in self._fused.items():
+            grads = net._grads if index is not None else net._bias_grads
+            if key not in grads:
+                continue
+            param.grad = None
+            master = net._mirror.masters[index] if index is not None else param.detach()
+            entry = (master, self._momentum(param, master), grads.pop(key))
+            options = (group["lr"], group["momentum"], group["weight_decay"])
+            taken = groups.setdefault(id(group), mirrored_sgd.Group([], [], *options))
+            # a copy never read (the sparse first layer's, lazily) is not worth writing
+            if index is not None and net._mirror.read[index]:
+                taken.copied.append((*entry, net._mirror.copies[index]))
+                fresh.append(index)
+            else:
+                taken.plain.append(entry)
+        return list(groups.values()), fresh
+
+    def _apply_fused(self, fused: tuple[list[mirrored_sgd.Group], list[int]]) -> None:
+        groups, fresh = fused
+        if groups:
+            mirrored_sgd.sgd_groups(groups)
+        for index in fresh:
+            self.net._mirror.mark_fresh(index)
 
     def _apply_lazy(self, lazy: list[tuple]) -> None:
         net = self.net
@@ -898,19 +946,18 @@ class FastStep:
             sse, count = net.last_sse, net.last_count
             net.hidden_backward(gh, saved, batch, in_values)
             self._update()
-            for _ in range(self.refeed_steps):
+            for index in range(self.refeed_steps):
                 assert y is not None
-                y = self._refeed(y)
+                y = self._refeed(y, keep_out=index + 1 < self.refeed_steps)
         sse = float(sse)  # the one wait for a GPU, after every kernel of the step is queued
         return StepResult(sse=sse, count=count, loss=sse / max(count, 1))
 
-    def _refeed(self, y: torch.Tensor) -> torch.Tensor:
-        """One update on (y, f(y)) with a full mask; returns f(y) (the next re-feed input)."""
+    def _refeed(self, y: torch.Tensor, keep_out: bool) -> torch.Tensor | None:
+        """One update on (y, f(y)) with a full mask; returns f(y) (the next re-feed input)
+        if keep_out."""
         net = self.net
         h, saved = net.hidden_forward(None, y, train=True)
-        z, out = net.output_dense(h)
-        g = (out - y).mul_(2.0 / out.numel())
-        gh = net.dense_output_backward(g, h, z, out)
+        gh, out = net.refeed_output_loss(h, y, keep_out)
         net.hidden_backward(gh, saved, None, None)
         self._update()
         return out
