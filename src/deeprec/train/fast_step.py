@@ -419,7 +419,7 @@ class FastNet:
             z, out = self.output_dense(h)
             dense_out = out
             z_obs = z[batch.local, batch.cols]
-            y_obs = out[batch.local, batch.cols]
+            y_obs = z_obs if out is z else out[batch.local, batch.cols]  # identity: one gather
         elif strategy == "union":
             union, position = batch.column_union()
             w_sub = self.used(layer, low=self.lowp is not None)[union]
