@@ -21,7 +21,7 @@ import torch
 
 from deeprec.data.batching import row_batch
 from deeprec.estimator import DeepRec
-from deeprec.train import mirrored_sgd
+from deeprec.train import mirrored_sgd, refeed_loss
 from deeprec.train.config import TrainConfig
 from deeprec.train.evaluation import evaluate_sse
 from deeprec.train.fast_step import FastStep, Planner
@@ -90,6 +90,53 @@ def test_fused_bf16_update_compiles_for_cuda_and_matches_sgd() -> None:
     torch.testing.assert_close(w, w2, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(m, m2, rtol=1e-6, atol=1e-6)
     assert torch.equal(low, w.to(torch.bfloat16))
+
+
+def test_group_update_and_refeed_gradient_compile_for_cuda(monkeypatch) -> None:
+    """The one-call update of two param groups and the fused re-feed loss gradient."""
+    gen = torch.Generator(device=GPU).manual_seed(1)
+    mats = [torch.randn(64, 32, device=GPU, generator=gen) for _ in range(2)]
+    vecs = [torch.randn(64, device=GPU, generator=gen) for _ in range(2)]
+    grads = [torch.randn(64, 32, device=GPU, generator=gen).bfloat16() for _ in range(2)]
+    vec_grads = [torch.randn(64, device=GPU, generator=gen) for _ in range(2)]
+    moms = [torch.zeros_like(t) for t in mats + vecs]
+    copies = [torch.empty_like(t, dtype=torch.bfloat16) for t in mats]
+    twins = [copy.deepcopy(x) for x in (mats, vecs, moms, copies)]
+    groups = [
+        mirrored_sgd.Group(
+            list(zip(mats, moms[:2], grads, copies, strict=True)), [], 0.01, 0.9, 1e-3
+        ),
+        mirrored_sgd.Group([], list(zip(vecs, moms[2:], vec_grads, strict=True)), 0.01, 0.9, 0.0),
+    ]
+    mirrored_sgd.sgd_groups(groups)
+    assert not mirrored_sgd.UPDATE_KERNEL.failed
+    t_mats, t_vecs, t_moms, t_copies = twins
+    mirrored_sgd.eager_sgd_groups(
+        [
+            mirrored_sgd.Group(
+                list(zip(t_mats, t_moms[:2], grads, t_copies, strict=True)), [], 0.01, 0.9, 1e-3
+            ),
+            mirrored_sgd.Group(
+                [], list(zip(t_vecs, t_moms[2:], vec_grads, strict=True)), 0.01, 0.9, 0.0
+            ),
+        ]
+    )
+    for a, b in zip(mats + vecs + moms, t_mats + t_vecs + t_moms, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+    monkeypatch.setattr(refeed_loss, "MIN_COLUMNS", 1)
+    product = torch.randn(16, 300, device=GPU, generator=gen).bfloat16()
+    bias = torch.randn(300, device=GPU, generator=gen)
+    y = torch.randn(16, 300, device=GPU, generator=gen)
+    out, bias_grad, g = refeed_loss.refeed_gradient(
+        product, bias, y, keep_out=True, low=torch.bfloat16
+    )
+    assert not refeed_loss.KERNEL.failed
+    want = (bias + product.float() - y) * (2.0 / y.numel())
+    torch.testing.assert_close(out, bias + product.float())
+    torch.testing.assert_close(bias_grad, want.sum(0), rtol=1e-5, atol=1e-6)
+    assert g.dtype == torch.bfloat16  # the fp32 values rounded once (up to a fused multiply-add)
+    torch.testing.assert_close(g.float(), want, rtol=1e-2, atol=1e-4)
 
 
 def _train_on(device: torch.device, data, **overrides) -> tuple[float, float]:
