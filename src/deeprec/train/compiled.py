@@ -7,6 +7,7 @@ which computes the same values with plain PyTorch ops: slower, never wrong.
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from collections.abc import Callable
@@ -47,3 +48,11 @@ class CompiledKernel:
                 self.failed = True
                 log.warning("%s not compiled (%s); using eager ops", self.name, exc)
         return fallback()
+
+
+@functools.lru_cache(maxsize=32)
+def scalar_tensor(value: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """`value` as a 0-d tensor for a compiled kernel's argument: a Python float would be
+    baked into the compiled code (a new value recompiles). Cached: on a GPU each new tensor
+    is a host-to-device copy that waits for the queued kernels."""
+    return torch.tensor(value, dtype=dtype, device=device)

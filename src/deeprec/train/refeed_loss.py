@@ -16,11 +16,9 @@ sums and float rounding of the fused loop (tested against the eager form).
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
-from deeprec.train.compiled import CompiledKernel
+from deeprec.train.compiled import CompiledKernel, scalar_tensor
 
 # Outputs narrower than this many columns take the eager ops: compiling costs seconds once
 # per process, which a small model never earns back (tests stay fast too).
@@ -43,13 +41,6 @@ def _refeed_gradient(
 KERNEL = CompiledKernel(_refeed_gradient, "re-feed loss gradient", dynamic=None)
 
 
-@functools.lru_cache(maxsize=16)
-def _scale(numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """2 / numel as a 0-d tensor (a new value must not recompile; on a GPU a new tensor is a
-    host-to-device copy every step, hence the cache)."""
-    return torch.tensor(2.0 / numel, dtype=dtype, device=device)
-
-
 def refeed_gradient(
     product: torch.Tensor,
     bias: torch.Tensor | None,
@@ -60,7 +51,7 @@ def refeed_gradient(
 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """(out or None, bias gradient, output gradient in `low` or y's dtype) for an identity
     output layer whose pre-activation is `product` (+ `bias` when given, else included)."""
-    args = (product, bias, y, _scale(y.numel(), y.dtype, y.device), keep_out, low)
+    args = (product, bias, y, scalar_tensor(2.0 / y.numel(), y.dtype, y.device), keep_out, low)
     if y.shape[1] < MIN_COLUMNS:
         return _refeed_gradient(*args)
     return KERNEL(*args, fallback=lambda: _refeed_gradient(*args))
