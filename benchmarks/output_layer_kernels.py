@@ -10,7 +10,9 @@ blocks kept in the heap as during training (train/heap.py). Compared:
   1,024 items as train/blocked_gemm.py runs fp32) vs the compiled observed-entry loop
   (train/gather_dot.py) with fp32 or bf16 weights;
 - a weight gradient G^T @ H (items x 128 x 512): one call vs blocks;
-- the two sparse products of a batch (`embedding_bag`): S @ W and S^T @ H, fp32 vs bf16.
+- the two sparse products of a batch (`embedding_bag`): S @ W and S^T @ H, fp32 vs bf16;
+- the re-feed pass's loss gradient from a bf16 output product (train/refeed_loss.py):
+  output bias, (out - y) * 2/n, bias gradient and bf16 cast as eager ATen ops vs compiled.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from _speed_common import emit_report, min_seconds
 from deeprec.data.batching import row_batch
 from deeprec.data.sparse import CSRMatrix
 from deeprec.model.sparse_ops import sparse_cols_matmul, sparse_rows_matmul
-from deeprec.train import gather_dot
+from deeprec.train import gather_dot, refeed_loss
 from deeprec.train.blocked_gemm import addmm_blocked_columns, mm_blocked_rows
 from deeprec.train.heap import reuse_freed_memory
 
@@ -61,6 +63,9 @@ def measure(items: int, per_user: int, reps: int) -> dict:
     batch = batch_of(items, per_user)
     g_obs = torch.randn(batch.nnz, generator=gen)
     gather_dot.MIN_WEIGHTS = 0  # compile at every size here
+    refeed_loss.MIN_COLUMNS = 0
+    y = torch.randn(BATCH, items, generator=gen)
+    scale = torch.tensor(2.0 / y.numel())
 
     def observed(weights):
         return lambda: gather_dot.observed_outputs(weights, h, batch.cols, batch.local, bias)
@@ -83,6 +88,16 @@ def measure(items: int, per_user: int, reps: int) -> dict:
         "S @ W bf16": best_ms(lambda: sparse_rows_matmul(batch, w_low, g_obs), reps),
         "S^T @ H fp32": best_ms(lambda: sparse_cols_matmul(batch, h, g_obs), reps),
         "S^T @ H bf16": best_ms(lambda: sparse_cols_matmul(batch, h_low, g_obs), reps),
+    }
+    out["refeed_loss_gradient_ms"] = {
+        "eager ops": best_ms(
+            lambda: refeed_loss._refeed_gradient(g_low, bias, y, scale, False, torch.bfloat16),
+            reps,
+        ),
+        "compiled": best_ms(
+            lambda: refeed_loss.refeed_gradient(g_low, bias, y, keep_out=False, low=torch.bfloat16),
+            reps,
+        ),
     }
     return out
 

@@ -10,10 +10,10 @@ weight (8), write momentum, weight and copy (10). Measured 9.6 ms -> 5.2 ms per 
 on the 2-core development machine (docs/results/netflix_scale_epoch.md).
 
 Every tensor of every param group goes through the same call, small ones included: on the
-ML-1M model (5.3M weights in 12 tensors) one call took 2.09 ms where one compiled call per
-large matrix plus torch's fused SGD and re-casts for the small tensors took 2.64 ms, most
-of the difference being per-call overhead; 5.23 vs 8.93 ms on the Netflix-size model
-(`benchmarks/optimizer_update.py`, docs/results/optimizer_update.json).
+ML-1M model (5.3M weights in 12 tensors) one call took 1.89-2.09 ms where one compiled call
+per large matrix plus torch's fused SGD and re-casts for the small tensors took 2.64-2.70
+ms, most of the difference being per-call overhead; 5.23-7.85 vs 8.93-9.09 ms on the
+Netflix-size model (`benchmarks/optimizer_update.py`, two runs in docs/results/).
 
 The math is torch.optim.SGD's (momentum, coupled weight decay, no dampening or Nesterov):
     d = g + wd * w;   m = mu * m + d   (m = d on the first step);   w = w - lr * m
