@@ -15,6 +15,7 @@ from deeprec.atomic import atomic_file
 from deeprec.data.sparse import CSRMatrix
 
 MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::matmul"}
+LINEAR_OPS = {"mkldnn::_linear_pointwise"}  # oneDNN x @ W^T (train/cpu_gemm.py)
 SPARSE_OPS = {
     "aten::embedding_bag",
     "aten::_embedding_bag",
@@ -76,20 +77,24 @@ def profile_steps(step_fn, batches: list) -> dict:
     """Where a step's time goes: matmuls, sparse gathers/scatters, optimizer, the rest."""
     for batch in batches[:2]:
         step_fn(batch)
-    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True, record_shapes=True) as prof:
         start = time.perf_counter()
         for batch in batches:
             step_fn(batch)
         wall = time.perf_counter() - start
     matmul = sparse = optimizer = refresh = 0.0
     flops = 0.0
-    for event in prof.key_averages():
+    for event in prof.key_averages(group_by_input_shape=True):
         name = event.key
         if name.startswith("Optimizer.step") or name == "deeprec::fused_update":
             optimizer += event.cpu_time_total  # fused_update: bf16 fused SGD, lazy rows
         elif name in MATMUL_OPS:
             matmul += event.self_cpu_time_total
             flops += event.flops or 0
+        elif name in LINEAR_OPS:  # the profiler counts no FLOPs for it: from its shapes
+            matmul += event.self_cpu_time_total
+            (rows, inner), (outputs, _) = event.input_shapes[:2]
+            flops += 2 * rows * inner * outputs * event.count
         elif name in SPARSE_OPS:
             sparse += event.self_cpu_time_total
         elif name == "deeprec::bf16_copy_refresh":

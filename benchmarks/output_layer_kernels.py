@@ -6,10 +6,11 @@
 Batch 128, width 512, the ratings of a batch drawn like the benchmarks' data (~146 per user
 at 3,615 items, ~193 at 17,768). Times are the minimum over repetitions, in ms, with freed
 blocks kept in the heap as during training (train/heap.py). Compared:
-- the output layer's forward: the dense product h @ W^T (one BLAS call, and in blocks of
-  1,024 items as train/blocked_gemm.py runs fp32) vs the compiled observed-entry loop
-  (train/gather_dot.py) with fp32 or bf16 weights;
-- a weight gradient G^T @ H (items x 128 x 512): one call vs blocks;
+- the output layer's forward: the dense product h @ W^T (fp32 in one MKL call and through
+  oneDNN as train/cpu_gemm.py runs it; bf16) vs the compiled observed-entry loop
+  (train/gather_dot.py) with fp32 or bf16 weights (benchmarks/fp32_gemm.py has every fp32
+  product of a step; runs before it existed timed MKL in 1,024-item blocks here);
+- a weight gradient G^T @ H (items x 128 x 512), fp32 and bf16;
 - the two sparse products of a batch (`embedding_bag`): S @ W and S^T @ H, fp32 vs bf16;
 - the re-feed pass's loss gradient from a bf16 output product (train/refeed_loss.py):
   output bias, (out - y) * 2/n, bias gradient and bf16 cast as eager ATen ops vs compiled.
@@ -30,8 +31,7 @@ from _speed_common import emit_report, min_seconds
 from deeprec.data.batching import row_batch
 from deeprec.data.sparse import CSRMatrix
 from deeprec.model.sparse_ops import sparse_cols_matmul, sparse_rows_matmul
-from deeprec.train import gather_dot, refeed_loss
-from deeprec.train.blocked_gemm import addmm_blocked_columns, mm_blocked_rows
+from deeprec.train import cpu_gemm, gather_dot, refeed_loss
 from deeprec.train.heap import reuse_freed_memory
 
 BATCH, WIDTH = 128, 512
@@ -73,14 +73,13 @@ def measure(items: int, per_user: int, reps: int) -> dict:
     out = {"items": items, "ratings_in_batch": batch.nnz}
     out["output_forward_ms"] = {
         "dense fp32, one call": best_ms(lambda: torch.addmm(bias, h, w.t()), reps),
-        "dense fp32, blocks of 1,024": best_ms(lambda: addmm_blocked_columns(bias, h, w.t()), reps),
+        "dense fp32, oneDNN": best_ms(lambda: cpu_gemm.linear(h, w, bias), reps),
         "dense bf16": best_ms(lambda: torch.mm(h_low, w_low.t()), reps),
         "observed entries, fp32 weights (compiled)": best_ms(observed(w), reps),
         "observed entries, bf16 weights (compiled)": best_ms(observed(w_low), reps),
     }
     out["weight_gradient_ms"] = {
         "fp32, one call": best_ms(lambda: torch.mm(g.t(), h), reps),
-        "fp32, blocks of 1,024": best_ms(lambda: mm_blocked_rows(g.t(), h), reps),
         "bf16": best_ms(lambda: torch.mm(g_low.t(), h_low), reps),
     }
     out["sparse_products_ms"] = {

@@ -45,8 +45,8 @@ from deeprec.model.sparse_ops import (
     sparse_cols_matmul_touched,
     sparse_rows_matmul,
 )
-from deeprec.train import gather_dot, mirrored_sgd, refeed_loss
-from deeprec.train.blocked_gemm import addmm_blocked_columns, mm_blocked_rows
+from deeprec.train import cpu_gemm, gather_dot, mirrored_sgd, refeed_loss
+from deeprec.train.dropout_noise import dropout_noise
 from deeprec.train.lazy_rows import row_sgd
 from deeprec.train.precision import WeightMirror, low_precision_dtype
 from deeprec.train.step import StepResult
@@ -280,7 +280,7 @@ class FastNet:
         if self.lowp is not None:
             w = self.used(layer, low=True)
             return torch.add(layer.bias, torch.mm(h.to(self.lowp), w.t()))
-        return addmm_blocked_columns(layer.bias, h, self.used(layer).t())
+        return cpu_gemm.linear(h, self.used(layer), layer.bias)
 
     def _linear_backward(
         self,
@@ -303,23 +303,15 @@ class FastNet:
             if need_input_grad:  # bf16: the activation's backward reads it as fp32
                 return torch.mm(gzl, self.used(layer, low=True))
             return None
-        gw = mm_blocked_rows(gz.t(), h) if rows else mm_blocked_rows(h.t(), gz)
+        gw = torch.mm(gz.t(), h) if rows else torch.mm(h.t(), gz)
         self._add_grad(layer.param, gw)
-        return torch.mm(gz, self.used(layer)) if need_input_grad else None
+        return cpu_gemm.matmul(gz, self.used(layer)) if need_input_grad else None
 
     # ----------------------------------------------------- hidden layers
     def _activate(self, z: torch.Tensor, layer: _Layer, train: bool) -> _Saved:
         """act(z) and its dropout noise, drawn as F.dropout draws it on this device."""
         y = self.model.act(z)
-        noise = None
-        if train and layer.dropout > 0:
-            keep = 1 - layer.dropout
-            if y.is_cuda:  # F.dropout's fused CUDA kernel (its own Philox draws): call it
-                _, mask = torch.native_dropout(y, layer.dropout, True)
-                noise = mask.to(y.dtype).mul_(1.0 / keep)  # its scale, rounded as it rounds
-            else:  # F.dropout on the CPU: bernoulli_ on a tensor shaped like y
-                noise = torch.empty_like(y).bernoulli_(keep)
-                noise.div_(keep)
+        noise = dropout_noise(y, layer.dropout) if train and layer.dropout > 0 else None
         return _Saved(inp=None, z=z, y=y, noise=noise)
 
     def hidden_forward(
@@ -515,7 +507,7 @@ class FastNet:
             bias = layer.bias
         else:
             hl, bias = h, None
-            product = addmm_blocked_columns(layer.bias, h, self.used(layer).t())
+            product = cpu_gemm.linear(h, self.used(layer), layer.bias)
         out, bias_grad, g = refeed_loss.refeed_gradient(
             product, bias, y, keep_out=keep_out, low=self.lowp
         )
