@@ -41,6 +41,11 @@ def test_row_batch_matches_select_rows_and_dense() -> None:
     union, position = batch.column_union()
     assert torch.equal(union, torch.unique(batch.cols))
     assert torch.equal(union[position], batch.cols)
+    x, _ = batch.dense()
+    flat = batch.flat_positions()
+    assert batch._flat is flat  # computed by prepare(), on the prefetch thread
+    assert torch.equal(x.reshape(-1)[flat], batch.values)
+    assert torch.equal(x.reshape(-1)[flat], x[batch.local, batch.cols])
 
 
 def test_sparse_products_equal_dense_products() -> None:

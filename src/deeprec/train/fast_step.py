@@ -410,8 +410,9 @@ class FastNet:
         if strategy in ("dense", "sparse"):
             z, out = self.output_dense(h)
             dense_out = out
-            z_obs = z[batch.local, batch.cols]
-            y_obs = z_obs if out is z else out[batch.local, batch.cols]  # identity: one gather
+            flat = batch.flat_positions()
+            z_obs = z.reshape(-1).index_select(0, flat)
+            y_obs = z_obs if out is z else out.reshape(-1).index_select(0, flat)  # identity: 1
         elif strategy == "union":
             union, position = batch.column_union()
             w_sub = self.used(layer, low=self.lowp is not None)[union]
