@@ -10,10 +10,13 @@ Times are the minimum over repetitions, in ms, of one update of every weight and
 - "bf16, per matrix (before)": the bf16 update as it was: one compiled call per matrix of
   1M+ weights (SGD + its bf16 copy), torch's fused SGD for the other tensors (their bf16
   gradients upcast first), then the re-cast of their bf16 copies;
-- "bf16, one call": every tensor of both groups in one compiled call (mirrored_sgd.sgd_groups);
-- "bf16, one call, caches flushed": the same, median of `reps` calls each after writing
-  FLUSH_BYTES elsewhere (as in a training step, where the GEMMs and sparse products ran
-  since the last update).
+- "bf16, one call": every tensor of both groups in one compiled call (what
+  mirrored_sgd.sgd_groups runs where the streaming loop does not apply);
+- "bf16, streaming loop": train/streaming_sgd.py, one call per tensor, the bf16 copies
+  written with streaming stores (what sgd_groups runs on AVX-512 CPUs);
+- "..., caches flushed": the same, median of `reps` calls each after writing FLUSH_BYTES
+  elsewhere (as in a training step, where the GEMMs and sparse products ran since the last
+  update).
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ import json
 import statistics
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _speed_common import emit_report, min_seconds
-from deeprec.train import mirrored_sgd
+from deeprec.train import mirrored_sgd, streaming_sgd
 from deeprec.train.heap import reuse_freed_memory
 
 HIDDEN = (512, 512, 1024)
@@ -49,6 +53,26 @@ def median_after_flush(fn, reps: int) -> float:
         fn()
         seconds.append(time.perf_counter() - start)
     return statistics.median(seconds)
+
+
+@contextmanager
+def compiled_only():
+    """Hide the streaming loop: sgd_groups runs its one compiled call."""
+    kernel = streaming_sgd.kernel
+    streaming_sgd.kernel = lambda: None
+    try:
+        yield
+    finally:
+        streaming_sgd.kernel = kernel
+
+
+def streaming_timings(update, reps: int) -> dict:
+    if streaming_sgd.kernel() is None:
+        return {"bf16, streaming loop": None}  # not built here (no AVX-512 or compiler)
+    return {
+        "bf16, streaming loop": round(min_seconds(update, reps) * 1e3, 3),
+        "bf16, streaming loop, caches flushed": round(median_after_flush(update, reps) * 1e3, 3),
+    }
 
 
 def model_shapes(items: int) -> list[tuple[int, int]]:
@@ -102,6 +126,10 @@ def measure(items: int, reps: int) -> dict:
             copies[i].copy_(weights[i])
 
     def one_call() -> None:
+        with compiled_only():
+            streamed_or_compiled()
+
+    def streamed_or_compiled() -> None:
         mirrored_sgd.sgd_groups(
             [
                 mirrored_sgd.Group(
@@ -124,6 +152,7 @@ def measure(items: int, reps: int) -> dict:
             "bf16, per matrix (before)": round(min_seconds(before, reps) * 1e3, 3),
             "bf16, one call": round(min_seconds(one_call, reps) * 1e3, 3),
             "bf16, one call, caches flushed": round(median_after_flush(one_call, reps) * 1e3, 3),
+            **streaming_timings(streamed_or_compiled, reps),
         },
     }
 

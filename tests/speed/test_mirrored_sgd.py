@@ -9,15 +9,27 @@ import pytest
 import torch
 
 from deeprec.model.autoencoder import AutoEncoder
-from deeprec.train import mirrored_sgd
+from deeprec.train import mirrored_sgd, streaming_sgd
 from deeprec.train.fast_step import FastStep
 
 from .batches import random_batch
 
 
+@pytest.fixture(params=["streaming", "compiled"])
+def update_path(request, monkeypatch) -> str:
+    """Both implementations of the update: the streaming-store loop (where it builds) and
+    the compiled one (forced by hiding the streaming loop)."""
+    if request.param == "streaming":
+        if streaming_sgd.kernel() is None:
+            pytest.skip("no AVX-512 or no C++ toolchain: the streaming loop is not built")
+    else:
+        monkeypatch.setattr(streaming_sgd, "kernel", lambda: None)
+    return request.param
+
+
 @pytest.mark.parametrize("grad_dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("weight_decay", [0.0, 0.01])
-def test_update_equals_sgd_then_cast(grad_dtype, weight_decay) -> None:
+def test_update_equals_sgd_then_cast(update_path, grad_dtype, weight_decay) -> None:
     gen = torch.Generator().manual_seed(0)
     w = torch.randn(64, 32, generator=gen)
     grads = [torch.randn(64, 32, generator=gen).to(grad_dtype) for _ in range(3)]
@@ -34,7 +46,7 @@ def test_update_equals_sgd_then_cast(grad_dtype, weight_decay) -> None:
         assert torch.equal(copy_low, mine.to(torch.bfloat16))
 
 
-def test_one_call_updates_every_group_like_sgd() -> None:
+def test_one_call_updates_every_group_like_sgd(update_path) -> None:
     """Two param groups (decayed matrices with bf16 copies, free biases without) in one
     call: each tensor follows torch.optim.SGD with its own group's options."""
     gen = torch.Generator().manual_seed(3)
@@ -72,6 +84,32 @@ def test_one_call_updates_every_group_like_sgd() -> None:
         for copy_low, mine in zip(copies, mats, strict=True):
             assert torch.equal(copy_low, mine.to(torch.bfloat16))
     assert not mirrored_sgd.UPDATE_KERNEL.failed
+
+
+def test_streaming_loop_handles_unaligned_copies_and_tails() -> None:
+    """Sizes that are no multiple of 16 and a bf16 copy that starts off its 32-byte
+    alignment: the scalar head and tail steps give what SGD gives."""
+    run = streaming_sgd.kernel()
+    if run is None:
+        pytest.skip("no AVX-512 or no C++ toolchain: the streaming loop is not built")
+    gen = torch.Generator().manual_seed(5)
+    n = 16 * 70 + 7
+    w = torch.randn(n, generator=gen)
+    g = torch.randn(n, generator=gen).bfloat16()
+    low_storage = torch.zeros(n + 3, dtype=torch.bfloat16)
+    w_low = low_storage[3:]  # 6 bytes past an aligned start
+    param = torch.nn.Parameter(w.clone())
+    param.grad = g.float()
+    sgd = torch.optim.SGD([param], lr=0.1, momentum=0.9, weight_decay=0.01)
+    sgd.step()
+    m = torch.zeros(n)
+    assert streaming_sgd.supports(w, m, g, w_low)
+    streaming_sgd.update(run, w, m, g, w_low, 0.1, 0.9, 0.01)
+    torch.testing.assert_close(w, param.detach(), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(m, sgd.state[param]["momentum_buffer"])
+    assert torch.equal(w_low, w.to(torch.bfloat16))
+    assert torch.equal(low_storage[:3], torch.zeros(3, dtype=torch.bfloat16))  # untouched
+    assert not streaming_sgd.supports(w, m, g, w_low.double())  # wrong dtype: not taken
 
 
 def test_unsupported_options_are_refused() -> None:
@@ -195,6 +233,7 @@ def test_a_failed_compile_falls_back_to_the_same_eager_update(monkeypatch) -> No
     def broken():
         raise RuntimeError("no C++ compiler")
 
+    monkeypatch.setattr(streaming_sgd, "kernel", lambda: None)  # the compiled path
     monkeypatch.setattr(mirrored_sgd.UPDATE_KERNEL, "compiled", broken)
     monkeypatch.setattr(mirrored_sgd.UPDATE_KERNEL, "failed", False)
     gen = torch.Generator().manual_seed(1)
@@ -206,3 +245,21 @@ def test_a_failed_compile_falls_back_to_the_same_eager_update(monkeypatch) -> No
     mirrored_sgd.eager_sgd_and_copy(w2, m2, g, low2, 0.1, 0.9, 0.01)
     assert mirrored_sgd.UPDATE_KERNEL.failed
     assert torch.equal(w, w2) and torch.equal(m, m2) and torch.equal(low, low2)
+
+
+def test_a_failed_streaming_build_leaves_the_compiled_update(monkeypatch) -> None:
+    from torch._inductor.codecache import CppPythonBindingsCodeCache
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(CppPythonBindingsCodeCache, "load_pybinding", broken)
+    streaming_sgd.kernel.cache_clear()
+    try:
+        assert streaming_sgd.kernel() is None
+        w, m, g = torch.ones(40), torch.zeros(40), torch.ones(40)
+        low = torch.empty(40, dtype=torch.bfloat16)
+        mirrored_sgd.sgd_and_copy(w, m, g, low, 0.5, 0.9, 0.0)  # still updates, compiled
+        assert torch.equal(w, torch.full((40,), 0.5)) and torch.equal(low, w.bfloat16())
+    finally:
+        streaming_sgd.kernel.cache_clear()  # later tests build it for real again
