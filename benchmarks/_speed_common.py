@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
 import time
@@ -111,6 +112,17 @@ def profile_steps(step_fn, batches: list) -> dict:
     parts["step_ms_under_profiler"] = step_ms
     parts["matmul_gflops"] = flops / (matmul / 1e6) / 1e9 if matmul else 0.0
     return {k: round(v, 3) for k, v in parts.items()}
+
+
+def microbenchmark_args(description: str, reps: int) -> argparse.Namespace:
+    """The kernel microbenchmarks' options (--threads, applied to torch here; --reps; --out)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reps", type=int, default=reps)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    return args
 
 
 def emit_report(report: dict, out: str | Path | None) -> None:

@@ -9,14 +9,13 @@ Shapes: batch 128 x the code layer (1,024) and x 512; fastest of `reps` calls, i
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _speed_common import emit_report, min_seconds
+from _speed_common import emit_report, microbenchmark_args, min_seconds
 from deeprec.train.dropout_noise import dropout_noise
 
 SHAPES = ((128, 1024), (128, 512))
@@ -30,12 +29,7 @@ def bernoulli_noise(like: torch.Tensor, drop: float) -> torch.Tensor:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--reps", type=int, default=50)
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = microbenchmark_args(__doc__, reps=50)
     report: dict = {"threads": args.threads, "torch": torch.__version__, "drop": DROP}
     for shape in SHAPES:
         like = torch.empty(shape)

@@ -18,7 +18,6 @@ transposed (512, items) view. Freed memory stays in the heap (train/heap.py), as
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _speed_common import emit_report, matmul_peak, min_seconds
+from _speed_common import emit_report, matmul_peak, microbenchmark_args, min_seconds
 from deeprec.train import cpu_gemm
 from deeprec.train.heap import reuse_freed_memory
 
@@ -94,12 +93,7 @@ def layer_shapes(items: int) -> list[tuple[int, int, str]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--reps", type=int, default=20)
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = microbenchmark_args(__doc__, reps=20)
     report: dict = {
         "threads": args.threads,
         "torch": torch.__version__,

@@ -21,7 +21,6 @@ Times are the minimum over repetitions, in ms, of one update of every weight and
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -32,7 +31,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _speed_common import emit_report, min_seconds
+from _speed_common import emit_report, microbenchmark_args, min_seconds
 from deeprec.train import mirrored_sgd, streaming_sgd
 from deeprec.train.heap import reuse_freed_memory
 
@@ -158,12 +157,7 @@ def measure(items: int, reps: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--reps", type=int, default=30)
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = microbenchmark_args(__doc__, reps=30)
     report = {"threads": args.threads, "torch": torch.__version__}
     with reuse_freed_memory(), torch.no_grad():
         for name, items in ITEMS.items():

@@ -18,7 +18,6 @@ blocks kept in the heap as during training (train/heap.py). Compared:
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _speed_common import emit_report, min_seconds
+from _speed_common import emit_report, microbenchmark_args, min_seconds
 from deeprec.data.batching import row_batch
 from deeprec.data.sparse import CSRMatrix
 from deeprec.model.sparse_ops import sparse_cols_matmul, sparse_rows_matmul
@@ -102,12 +101,7 @@ def measure(items: int, per_user: int, reps: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--reps", type=int, default=20)
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = microbenchmark_args(__doc__, reps=20)
     report = {"threads": args.threads, "batch": BATCH, "width": WIDTH, "torch": torch.__version__}
     with reuse_freed_memory():
         for name, (items, per_user) in SHAPES.items():
