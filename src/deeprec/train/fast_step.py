@@ -410,9 +410,9 @@ class FastNet:
         if strategy in ("dense", "sparse"):
             z, out = self.output_dense(h)
             dense_out = out
-            flat = batch.flat_positions()
+            flat = batch.flat_positions()  # one flat gather; identity output: out is z
             z_obs = z.reshape(-1).index_select(0, flat)
-            y_obs = z_obs if out is z else out.reshape(-1).index_select(0, flat)  # identity: 1
+            y_obs = z_obs if out is z else out.reshape(-1).index_select(0, flat)
         elif strategy == "union":
             union, position = batch.column_union()
             w_sub = self.used(layer, low=self.lowp is not None)[union]
