@@ -814,9 +814,9 @@ class FastStep:
         self.net.low_precision_grads = set(self._fused)
 
     def _fused_update_candidates(self, model: AutoEncoder) -> dict[int, tuple]:
-        """bf16: the parameters whose SGD update runs as one compiled call per param group
-        that also writes the matrices' bf16 copies (mirrored_sgd): {id: (param, mirror
-        index or None for a bias, param group)}. Tied weights take two gradient terms,
+        """bf16: the parameters whose SGD update also writes the matrices' bf16 copies, all
+        in one mirrored_sgd.sgd_groups call per update: {id: (param, mirror index or None
+        for a bias, param group)}. Tied weights take two gradient terms,
         which are summed in fp32, so a tied model keeps the plain path; so do models under
         MIN_NUMEL weights (compiling would cost more than it saves)."""
         mirror = self.net._mirror
