@@ -161,3 +161,17 @@ def _no_curve_plots():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(RunDir, "plot_curves", lambda self: None)
         yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pinned_strategies():
+    """Bit-identical resumes assume every process picks the same strategies per batch
+    (README, limits). `compute: fast` picks them from timings taken in each process, and
+    on this tiny model (40 items) those timings are microseconds apart, so a busy machine
+    can flip a choice between the interrupted run and its resume, changing float rounding.
+    The runs here, in-process and CLI subprocesses alike (cli_env copies the environment),
+    pin them as the README advises."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DEEPREC_OUTPUT_STRATEGY", "sparse")
+        patch.setenv("DEEPREC_INPUT_STRATEGY", "sparse")
+        yield
