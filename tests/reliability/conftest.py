@@ -151,7 +151,7 @@ def assert_nothing_truncated(run: Path) -> int:
     return checked
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def _no_curve_plots():
     """In-process trainings here skip redrawing curves.png (matplotlib, ~0.3 s per epoch on
     the shared machine): plots have nothing to do with what these tests check, and CLI
@@ -163,14 +163,15 @@ def _no_curve_plots():
         yield
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def _pinned_strategies():
     """Bit-identical resumes assume every process picks the same strategies per batch
     (README, limits). `compute: fast` picks them from timings taken in each process, and
     on this tiny model (40 items) those timings are microseconds apart, so a busy machine
     can flip a choice between the interrupted run and its resume, changing float rounding.
     The runs here, in-process and CLI subprocesses alike (cli_env copies the environment),
-    pin them as the README advises."""
+    pin them as the README advises. Package scope: the pins end with this folder's tests
+    (a session-scoped fixture kept them on for every test collected after these)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DEEPREC_OUTPUT_STRATEGY", "sparse")
         patch.setenv("DEEPREC_INPUT_STRATEGY", "sparse")
