@@ -7,8 +7,9 @@ Batch 128, width 512, the ratings of a batch drawn like the benchmarks' data (~1
 at 3,615 items, ~193 at 17,768). Times are the minimum over repetitions, in ms, with freed
 blocks kept in the heap as during training (train/heap.py). Compared:
 - the output layer's forward: the dense product h @ W^T (fp32 in one MKL call and through
-  oneDNN as train/cpu_gemm.py runs it; bf16) vs the compiled observed-entry loop
-  (train/gather_dot.py) with fp32 or bf16 weights (benchmarks/fp32_gemm.py has every fp32
+  oneDNN as train/cpu_gemm.py runs it; bf16) vs the observed-entry loops of
+  train/gather_dot.py with fp32 or bf16 weights: the torch.compile one and the hand-written
+  AVX-512 one (where it builds) (benchmarks/fp32_gemm.py has every fp32
   product of a step; runs before it existed timed MKL in 1,024-item blocks here);
 - a weight gradient G^T @ H (items x 128 x 512), fp32 and bf16;
 - the two sparse products of a batch (`embedding_bag`): S @ W and S^T @ H, fp32 vs bf16;
@@ -69,14 +70,24 @@ def measure(items: int, per_user: int, reps: int) -> dict:
     def observed(weights):
         return lambda: gather_dot.observed_outputs(weights, h, batch.cols, batch.local, bias)
 
+    def observed_compiled(weights):
+        def run():
+            return gather_dot.KERNEL(weights, h, batch.cols, batch.local, bias, fallback=None)
+
+        return run
+
     out = {"items": items, "ratings_in_batch": batch.nnz}
     out["output_forward_ms"] = {
         "dense fp32, one call": best_ms(lambda: torch.addmm(bias, h, w.t()), reps),
         "dense fp32, oneDNN": best_ms(lambda: cpu_gemm.linear(h, w, bias), reps),
         "dense bf16": best_ms(lambda: torch.mm(h_low, w_low.t()), reps),
-        "observed entries, fp32 weights (compiled)": best_ms(observed(w), reps),
-        "observed entries, bf16 weights (compiled)": best_ms(observed(w_low), reps),
+        "observed entries, fp32 weights (compiled)": best_ms(observed_compiled(w), reps),
+        "observed entries, bf16 weights (compiled)": best_ms(observed_compiled(w_low), reps),
     }
+    if gather_dot.native_kernel() is not None:
+        forward = out["output_forward_ms"]
+        forward["observed entries, fp32 weights (AVX-512 loop)"] = best_ms(observed(w), reps)
+        forward["observed entries, bf16 weights (AVX-512 loop)"] = best_ms(observed(w_low), reps)
     out["weight_gradient_ms"] = {
         "fp32, one call": best_ms(lambda: torch.mm(g.t(), h), reps),
         "bf16": best_ms(lambda: torch.mm(g_low.t(), h_low), reps),

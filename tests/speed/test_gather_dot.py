@@ -54,6 +54,7 @@ def test_a_failed_compile_falls_back_to_the_same_values(monkeypatch) -> None:
     expected = gather_dot.observed_outputs(w, h, batch.cols, batch.local, bias)
     monkeypatch.setattr(gather_dot.KERNEL, "compiled", broken)
     monkeypatch.setattr(gather_dot.KERNEL, "failed", False)
+    monkeypatch.setattr(gather_dot, "native_kernel", lambda: None)  # no compiler at all
     got = gather_dot.observed_outputs(w, h, batch.cols, batch.local, bias)
     assert gather_dot.KERNEL.failed and not gather_dot.compiled_for(w)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
@@ -72,3 +73,70 @@ def test_fast_step_with_the_compiled_gather_matches_reference(constrained: bool)
     ref, fast = make_models(constrained)
     r, f = run_both(ref, fast, batch, refeed=0, strategy="gather")
     assert_same(ref, fast, r, f)
+
+
+def _native_or_skip():
+    run = gather_dot.native_kernel()
+    if run is None:
+        pytest.skip("no AVX-512 or no C++ compiler: the native loop is not built here")
+    return run
+
+
+@pytest.mark.parametrize("width", [1, 16, 37, 64, 100, 512])
+@pytest.mark.parametrize("weight_dtype", [torch.float32, torch.bfloat16])
+def test_the_native_loop_equals_the_dense_product_at_the_ratings(width, weight_dtype) -> None:
+    """Every width (full 64-blocks, 16-lane tails, masked remainders), fp32 or bf16 weights
+    (widened exactly, summed in fp32)."""
+    _native_or_skip()
+    batch = random_batch(40, 300, seed=width)
+    gen = torch.Generator().manual_seed(width)
+    w = torch.randn(300, width, generator=gen).to(weight_dtype)
+    h = torch.randn(40, width, generator=gen)
+    bias = torch.randn(300, generator=gen)
+    assert gather_dot.native_supports(w, h, batch.cols, batch.local, bias)
+    want = torch.addmm(bias.double(), h.double(), w.double().t())[batch.local, batch.cols]
+    got = gather_dot.observed_outputs(w, h, batch.cols, batch.local, bias)
+    assert got.dtype == torch.float32 and got.shape == (batch.nnz,)
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5 * width**0.5)
+
+
+def test_the_native_loop_handles_no_ratings() -> None:
+    _native_or_skip()
+    w, h, bias = torch.randn(50, 16), torch.randn(4, 16), torch.randn(50)
+    none = torch.zeros(0, dtype=torch.int64)
+    assert gather_dot.observed_outputs(w, h, none, none, bias).shape == (0,)
+
+
+def test_inputs_the_native_loop_cannot_take_go_to_the_compiled_one(monkeypatch) -> None:
+    batch, w, h, bias = _inputs(torch.float32)
+    assert not gather_dot.native_supports(w.double(), h.double(), batch.cols, batch.local, bias)
+    assert not gather_dot.native_supports(w.t(), h, batch.cols, batch.local, bias)  # strided
+    assert not gather_dot.native_supports(w, h, batch.cols.int(), batch.local, bias)
+    expected = gather_dot.observed_outputs(w, h, batch.cols, batch.local, bias)
+    monkeypatch.setattr(gather_dot, "native_kernel", lambda: None)  # no AVX-512 / compiler
+    got = gather_dot.observed_outputs(w, h, batch.cols, batch.local, bias)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_fast_fp32_step_through_the_native_loop_matches_reference(monkeypatch, constrained):
+    """fp32 (the float64 step tests never reach the native loop): the same step within fp32
+    rounding, with the loop really taken."""
+    run = _native_or_skip()
+    calls = []
+
+    def spy(*args):
+        calls.append(True)
+        return run(*args)
+
+    monkeypatch.setattr(gather_dot, "native_kernel", lambda: spy)
+    batch = row_batch(random_matrix(1), np.arange(10))
+    ref, fast = (m.float() for m in make_models(constrained))
+    r, f = run_both(ref, fast, batch, refeed=0, strategy="gather")
+    assert calls
+    assert f.count == r.count
+    assert f.loss == pytest.approx(r.loss, rel=1e-5)
+    for (name, p_ref), (_, p_fast) in zip(
+        ref.named_parameters(), fast.named_parameters(), strict=True
+    ):
+        torch.testing.assert_close(p_fast.grad, p_ref.grad, rtol=1e-4, atol=1e-5, msg=name)

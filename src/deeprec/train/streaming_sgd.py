@@ -11,8 +11,7 @@ Inductor-generated loop and 7.7 ms here (`benchmarks/optimizer_update.py`,
 docs/results/optimizer_update_run3.json), with the same values (SGD's operations, the copy
 rounded to nearest even; tests compare it with torch.optim.SGD).
 
-The loop is compiled at first use with Inductor's C++ toolchain (the one torch.compile
-uses: same compiler, flags and on-disk cache). It is used on CPUs where torch runs AVX-512
+The loop is compiled at first use with Inductor's C++ toolchain (train/native.py). It is used on CPUs where torch runs AVX-512
 kernels; elsewhere, or if compiling fails, `kernel()` is None and mirrored_sgd keeps its
 compiled update.
 """
@@ -20,12 +19,11 @@ compiled update.
 from __future__ import annotations
 
 import functools
-import logging
-from collections.abc import Callable
 
 import torch
 
-log = logging.getLogger(__name__)
+from deeprec.train import native
+from deeprec.train.native import Kernel
 
 _SOURCE = r"""
 #include <torch/csrc/inductor/cpp_prefix.h>
@@ -96,21 +94,11 @@ _ARGTYPES = [
     "int64_t",
 ]
 
-Kernel = Callable[..., None]
-
 
 @functools.cache
 def kernel() -> Kernel | None:
     """The compiled loop, or None where it does not apply (no AVX-512) or does not build."""
-    if torch.backends.cpu.get_cpu_capability() != "AVX512":
-        return None
-    try:
-        from torch._inductor.codecache import CppPythonBindingsCodeCache
-
-        return CppPythonBindingsCodeCache.load_pybinding(_ARGTYPES, _SOURCE)
-    except Exception as exc:  # no compiler, another torch version: keep the compiled update
-        log.warning("streaming bf16 SGD update not built (%s); using the compiled loop", exc)
-        return None
+    return native.load("streaming bf16 SGD update", _ARGTYPES, _SOURCE)
 
 
 def supports(w: torch.Tensor, m: torch.Tensor, g: torch.Tensor, w_low) -> bool:
