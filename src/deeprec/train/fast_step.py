@@ -15,6 +15,9 @@ What differs from the reference (NVIDIA's) procedure, and why it is the same mat
 - Forward and backward are written out by hand (no autograd graph): activation gradients use
   the fused ATen backward kernels, dropout noise is drawn exactly like `F.dropout` (same
   generator calls, same shapes), the loss and its gradient are one pass over the nnz values.
+  SELU/ELU hidden layers in fp32/bf16 on AVX-512 CPUs run their element-wise work (bias,
+  activation, dropout, bf16 cast; backward: dropout, activation backward, bias gradient,
+  cast) as one hand-written loop each way (train/fused_activation.py).
 - precision="bf16": GEMMs read persistent bf16 copies of the weights, re-cast at most once
   after every optimizer step and only if read (`WeightMirror`); fp32 master weights, fp32
   bias/activations/loss. The sparse products (`embedding_bag`) and `gather` read the bf16
@@ -45,7 +48,7 @@ from deeprec.model.sparse_ops import (
     sparse_cols_matmul_touched,
     sparse_rows_matmul,
 )
-from deeprec.train import cpu_gemm, gather_dot, mirrored_sgd, refeed_loss
+from deeprec.train import cpu_gemm, fused_activation, gather_dot, mirrored_sgd, refeed_loss
 from deeprec.train.dropout_noise import dropout_noise
 from deeprec.train.lazy_rows import row_sgd
 from deeprec.train.precision import WeightMirror, low_precision_dtype
@@ -131,9 +134,10 @@ class _Saved:
     """What the backward pass needs from the forward pass of one layer."""
 
     inp: torch.Tensor | None  # layer input (after the previous dropout); None for sparse input
-    z: torch.Tensor
+    z: torch.Tensor  # (fused: y; the fused backward reads y only)
     y: torch.Tensor  # act(z), before dropout
     noise: torch.Tensor | None
+    fused: bool = False  # computed by train/fused_activation.py: so is its backward
 
 
 class FastNet:
@@ -314,6 +318,39 @@ class FastNet:
         noise = dropout_noise(y, layer.dropout) if train and layer.dropout > 0 else None
         return _Saved(inp=None, z=z, y=y, noise=noise)
 
+    def _hidden_layer(
+        self,
+        product: torch.Tensor,
+        bias: torch.Tensor | None,
+        layer: _Layer,
+        train: bool,
+        out_dtype: torch.dtype,
+    ) -> tuple[_Saved, torch.Tensor]:
+        """(saved state, output after dropout in out_dtype) of a hidden layer from its
+        product (bias added here when given): one fused pass where fused_activation
+        supports the layer, else the separate ops."""
+        if fused_activation.supports(layer.act, product):
+            y = torch.empty(product.shape, dtype=torch.float32)
+            noise = dropout_noise(y, layer.dropout) if train and layer.dropout > 0 else None
+            y, h = fused_activation.forward(layer.act, product, bias, noise, out_dtype, y)
+            return _Saved(inp=None, z=y, y=y, noise=noise, fused=True), h
+        if bias is None:
+            z = product
+        elif product.dtype == bias.dtype:
+            z = product.add_(bias)  # a fresh product: add in place
+        else:
+            z = torch.add(bias, product)  # bf16 product + fp32 bias -> fp32
+        state = self._activate(z, layer, train)
+        h = state.y if state.noise is None else state.y * state.noise
+        return state, h if h.dtype == out_dtype else h.to(out_dtype)
+
+    def _product(self, h: torch.Tensor, layer: _Layer) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(h @ W^T, bias still to add or None): fp32 adds the bias in the product; a bf16
+        product comes without it (the fp32 bias is added with the activation)."""
+        if self.lowp is not None:
+            return torch.mm(h.to(self.lowp), self.used(layer, low=True).t()), layer.bias
+        return cpu_gemm.linear(h, self.used(layer), layer.bias), None
+
     def hidden_forward(
         self,
         batch: RowBatch | None,
@@ -325,7 +362,9 @@ class FastNet:
     ) -> tuple[torch.Tensor, list[_Saved]]:
         """Encoder and decoder up to (not including) the output layer.
 
-        Input is the sparse batch (first pass) or a dense matrix (re-feeding, `dense`)."""
+        Input is the sparse batch (first pass) or a dense matrix (re-feeding, `dense`).
+        bf16: each layer's output is produced in bf16 for the next product, which reads it
+        (and its weight gradient too); the last one stays fp32 for the output layer."""
         saved: list[_Saved] = []
         first = self.layers[0]
         if dense is None:
@@ -333,29 +372,29 @@ class FastNet:
             if input_strategy == "sparse":
                 low = self.low_precision_bags()
                 table = self.storage(first.param, low=low)
-                z = sparse_rows_matmul(batch, table, input_values)
-                z = torch.add(first.bias, z) if low else z.add_(first.bias)  # bf16 -> fp32
+                product = sparse_rows_matmul(batch, table, input_values)
+                bias = first.bias
                 inp = None
             else:
                 inp = _dense_input(batch, input_values, self.lowp or first.param.dtype)
-                z = self._linear(inp, first)
+                product, bias = self._product(inp, first)
         else:
             # bf16: cast the (batch x items) re-feed input once, for forward and backward
             inp = dense if self.lowp is None else dense.to(self.lowp)
-            z = self._linear(inp, first)
-        state = self._activate(z, first, train)
-        state.inp = inp
-        saved.append(state)
-        h = state.y if state.noise is None else state.y * state.noise
-        for layer in self.layers[1:-1]:
-            if self.lowp is not None:  # cast once: the product and its weight gradient read it
-                h = h.to(self.lowp)
-            z = self._linear(h, layer)
-            state = self._activate(z, layer, train)
-            state.inp = h
+            product, bias = self._product(inp, first)
+        hidden = self.layers[:-1]
+        for index, layer in enumerate(hidden):
+            if index > 0:
+                product, bias = self._product(inp, layer)
+            if self.lowp is None:
+                out_dtype = self.first.dtype
+            else:  # the output layer reads the last hidden output in fp32
+                out_dtype = torch.float32 if index == len(hidden) - 1 else self.lowp
+            state, h = self._hidden_layer(product, bias, layer, train, out_dtype)
+            state.inp = inp
             saved.append(state)
-            h = state.y if state.noise is None else state.y * state.noise
-        return h, saved
+            inp = h
+        return inp, saved
 
     def hidden_backward(
         self,
@@ -366,20 +405,34 @@ class FastNet:
     ) -> None:
         for index in range(len(saved) - 1, -1, -1):
             layer, state = self.layers[index], saved[index]
-            if state.noise is not None:
-                gh = gh * state.noise
-            # a bf16 gh (bf16 products) is read as fp32 by the mixed-dtype kernels: the
-            # values a .float() copy would give, one pass fewer
-            gz = activation_backward(layer.act, gh, state.z, state.y)
-            if gz.dtype != state.z.dtype:  # identity passes gh through
-                gz = gz.to(state.z.dtype)
+            sparse_input = index == 0 and state.inp is None
+            bias_grad = None
+            if state.fused and fused_activation.supports(layer.act, gh):
+                # gz comes out in the dtype its products read: bf16 for bf16 products and
+                # bf16 bags, fp32 otherwise (lazy rows, fp32 mode)
+                if sparse_input:
+                    low = not self.lazy and self._low_precision_grad(layer.param)
+                else:
+                    low = self.lowp is not None
+                out_dtype = self.lowp if low and self.lowp is not None else torch.float32
+                gz, bias_grad = fused_activation.backward(
+                    layer.act, gh, state.noise, state.y, out_dtype
+                )
+            else:
+                if state.noise is not None:
+                    gh = gh * state.noise
+                # a bf16 gh (bf16 products) is read as fp32 by the mixed-dtype kernels: the
+                # values a .float() copy would give, one pass fewer
+                gz = activation_backward(layer.act, gh, state.z, state.y)
+                if gz.dtype != state.z.dtype:  # identity passes gh through
+                    gz = gz.to(state.z.dtype)
             if index > 0:
-                gh = self._linear_backward(gz, state.inp, layer, need_input_grad=True)
-            elif state.inp is not None:
-                self._linear_backward(gz, state.inp, layer, need_input_grad=False)
+                gh = self._linear_backward(gz, state.inp, layer, True, bias_grad)
+            elif not sparse_input:
+                self._linear_backward(gz, state.inp, layer, False, bias_grad)
             else:  # sparse input: S^T @ gz in the input-major storage layout
                 assert batch is not None
-                self._add_bias_grad(layer.bias, gz.sum(0))
+                self._add_bias_grad(layer.bias, gz.sum(0) if bias_grad is None else bias_grad)
                 if self.lazy:
                     touched = sparse_cols_matmul_touched(batch, gz, input_values)
                     self._row_grads[id(layer.param)] = touched
