@@ -10,7 +10,7 @@ import torch
 from deeprec.data.batching import row_batch
 from deeprec.train import cpu_gemm
 
-from .test_fast_equivalence import make_models, random_matrix, run_both
+from .test_fast_equivalence import assert_close_in_fp32, make_models, random_matrix, run_both
 
 needs_onednn = pytest.mark.skipif(
     not cpu_gemm.onednn_available(), reason="this torch build has no working oneDNN linear op"
@@ -74,10 +74,4 @@ def test_fast_fp32_step_through_onednn_matches_reference(
     ref, fast = (m.float() for m in make_models(constrained))
     r, f = run_both(ref, fast, batch, refeed=1, strategy=strategy, input_strategy="dense")
     assert taken
-    assert f.count == r.count
-    assert f.loss == pytest.approx(r.loss, rel=1e-5)
-    for (name, p_ref), (_, p_fast) in zip(
-        ref.named_parameters(), fast.named_parameters(), strict=True
-    ):
-        torch.testing.assert_close(p_fast.grad, p_ref.grad, rtol=1e-4, atol=1e-5, msg=name)
-        torch.testing.assert_close(p_fast.detach(), p_ref.detach(), rtol=1e-5, atol=1e-6)
+    assert_close_in_fp32(ref, fast, r, f)
