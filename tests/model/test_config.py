@@ -68,6 +68,18 @@ def test_set_values_are_parsed_as_yaml() -> None:
         TrainConfig().with_overrides(["epochs=many"])
 
 
+def test_exponent_notation_is_a_number_in_set_and_yaml(tmp_path) -> None:
+    """YAML 1.1 (PyYAML) reads 1e-3 without a dot as a string; numbers take it anyway."""
+    cfg = TrainConfig().with_overrides(["lr=1e-3", "checkpoint_every_minutes=5E-1"])
+    assert cfg.lr == 0.001 and cfg.checkpoint_every_minutes == 0.5
+    path = tmp_path / "c.yaml"
+    path.write_text("lr: 2e-4\nweight_decay: 1e-5\n")
+    assert TrainConfig.from_yaml(path).lr == 0.0002
+    assert TrainConfig.from_yaml(path).weight_decay == 0.00001
+    with pytest.raises(ConfigError, match="lr must be a number"):
+        TrainConfig().with_overrides(["lr='1e-3'"])  # quoted: a string, as before
+
+
 def test_yaml_round_trip(tmp_path) -> None:
     cfg = TrainConfig(hidden=[32, 16], orientation="item", epochs=7)
     path = tmp_path / "c.yaml"

@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from deeprec.errors import ConfigError
-from deeprec.train.config import TrainConfig
+from deeprec.train.config import TrainConfig, load_yaml
 
 
 def preset_names() -> list[str]:
@@ -30,9 +30,7 @@ def preset_text(name: str) -> str:
 
 def is_ensemble_preset(name: str) -> bool:
     """True for presets with a top-level ``ensemble:`` key (deeprec.ensemble)."""
-    import yaml
-
-    values = yaml.safe_load(preset_text(name)) or {}
+    values = load_yaml(preset_text(name)) or {}
     return isinstance(values, dict) and "ensemble" in values
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,7 +218,7 @@ class TrainConfig:
                     f"--set {key}: unknown option; known options: {', '.join(self.option_names())}"
                 )
             try:
-                values[key] = yaml.safe_load(raw)
+                values[key] = load_yaml(raw)
             except yaml.YAMLError as exc:
                 raise ConfigError(f"--set {key}: cannot parse {raw!r} ({exc})") from None
         return self.from_dict(values, source="--set")
@@ -226,12 +227,30 @@ class TrainConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that also reads 1e-3 as a number: YAML 1.1 (PyYAML) wants a dot in
+    a float (1.0e-3) and reads 1e-3 as a string, which `lr: 1e-3` or `--set lr=1e-3` meant
+    as a number. Quoted values stay strings."""
+
+
+_ConfigLoader.add_implicit_resolver(  # copies SafeLoader's resolvers; SafeLoader unchanged
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML for configs and --set values: safe, and 1e-3 is a number (see _ConfigLoader)."""
+    return yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader subclass: no arbitrary objects
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(values, dict):
