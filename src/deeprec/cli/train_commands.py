@@ -57,22 +57,23 @@ def train(
     from deeprec.errors import ConfigError
     from deeprec.train.config import TrainConfig
     from deeprec.train.distributed import LaunchEnv, distributed_session
-    from deeprec.train.run import resume_run, train_ensemble_run, train_run
+    from deeprec.train.run import resume_device, resume_run, train_ensemble_run, train_run
 
     overrides = [*(set_ or []), *([f"device={device}"] if device else [])]
     if resume is not None:
         if out is not None or config is not None or overwrite:
             raise ConfigError("--resume RUN_DIR takes no --out, --config or --overwrite")
-        if LaunchEnv.from_env() is not None:
-            raise ConfigError("--resume runs single-process; it is not supported under torchrun")
-        summary = resume_run(
-            resume,
-            overrides=overrides,
-            data_dir=data,
-            progress=not quiet,
-            echo=typer.echo,
-        )
-        typer.echo(json.dumps(summary, indent=2, default=str))
+        with distributed_session(resume_device(resume, overrides)) as dist:
+            main = dist is None or dist.is_main
+            summary = resume_run(
+                resume,
+                overrides=overrides,
+                data_dir=data,
+                progress=not quiet and main,
+                echo=typer.echo,
+            )
+        if main:
+            typer.echo(json.dumps(summary, indent=2, default=str))
         return
     if data is None or out is None:
         raise ConfigError("deeprec train needs --data and --out (or --resume RUN_DIR)")

@@ -6,10 +6,19 @@ One self-contained file per checkpoint, ``RUN/checkpoints/ckpt-eEEEEE-bBBBBBBB.s
 - tensors: model weights (``model/...``), optimizer state (``optimizer/...``), scheduler
   tensors if any, the best-so-far weights (``best/...``, unless they equal the model), and
   RNG states (``rng/torch``, ``rng/cuda/N``, ``rng/numpy``);
+- the state also keeps the fast step's measured strategy rates (``planner_rates``), so that
+  a resumed process chooses each batch's strategies as the interrupted one did;
 - the safetensors header's metadata holds ``state``, a JSON document with the position,
   the epoch's running SSE, the history, best epoch, early-stopping counter, the config, a
   fingerprint of the training data, the non-tensor parts of the optimizer/scheduler/RNG
   states (tagged JSON, see `encode`), and ``sha256``, a digest of that JSON and every tensor.
+
+Under torchrun (train/distributed.py) every rank takes part in each checkpoint: the ranks
+agree on when (rank 0's clock decides time-based ones), each rank's RNG states and running
+SSE are gathered to rank 0, and rank 0 alone writes them (``world_size``, ``peers``). A
+resume with the same number of ranks gives each rank its own states back, so it continues
+bit for bit; with another number it continues the same run, not bit for bit (each rank's
+slice of a batch and its dropout draws change), and says so.
 
 The training data is not copied: it comes from the prepared dataset named in
 RUN/dataset.json, checked against the fingerprint on resume. Each file is written to a
@@ -146,18 +155,23 @@ def tensors_digest(tensors: dict[str, torch.Tensor], state_json: str = "") -> st
 
 
 # --------------------------------------------------------------------- RNG states
-def rng_state(tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+def live_rng_state() -> dict[str, Any]:
     """Every RNG training may draw from: torch CPU (dropout), CUDA, NumPy's and Python's
     global generators. Data order needs none: it is a function of (seed, epoch)."""
-    state: dict[str, Any] = {"torch": encode(torch.get_rng_state(), "rng/torch", tensors)}
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = [
-            encode(s, f"rng/cuda/{i}", tensors)
-            for i, s in enumerate(torch.cuda.get_rng_state_all())
-        ]
-    state["numpy"] = encode(np.random.get_state(), "rng/numpy", tensors)
-    state["python"] = encode(random.getstate(), "rng/python", tensors)
+        state["cuda"] = list(torch.cuda.get_rng_state_all())
+    state["numpy"] = np.random.get_state()
+    state["python"] = random.getstate()
     return state
+
+
+def rng_state(
+    tensors: dict[str, torch.Tensor], live: dict[str, Any] | None = None, key: str = "rng"
+) -> dict[str, Any]:
+    """`live` (this process's RNG states when None) encoded under `key`."""
+    live = live_rng_state() if live is None else live
+    return {name: encode(value, f"{key}/{name}", tensors) for name, value in live.items()}
 
 
 def set_rng_state(state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
@@ -167,6 +181,17 @@ def set_rng_state(state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> No
     np.random.set_state(decode(state["numpy"], tensors))
     version, internal, gauss = decode(state["python"], tensors)
     random.setstate((version, tuple(internal), gauss))
+
+
+def planner_rates(trainer: Any) -> dict[str, float] | None:
+    """The fast step's measured seconds per work unit of each strategy (None before its
+    first batch, or without a planner). compute=fast picks each batch's strategies by these
+    rates, and the strategies decide the float rounding: a resume that restores them makes
+    the same choices as the interrupted process, on any machine, so it continues bit for
+    bit without pinning DEEPREC_OUTPUT_STRATEGY."""
+    planner = getattr(getattr(trainer, "step", None), "planner", None)
+    rates = getattr(planner, "rates", None)
+    return None if rates is None else {str(k): float(v) for k, v in rates.items()}
 
 
 # ---------------------------------------------------------------------- the files
@@ -281,6 +306,8 @@ class Checkpointer:
     Frequency comes from the config: every ``checkpoint_every_epochs`` epochs (the last
     epoch and an early stop always get one), every ``checkpoint_every_batches`` batches
     inside an epoch, and whenever ``checkpoint_every_minutes`` have passed since the last.
+    Under torchrun every rank needs one (ranks > 0 with ``writes=False``): each checkpoint
+    gathers the ranks' RNG states, so all ranks must reach it together.
     """
 
     def __init__(
@@ -302,6 +329,7 @@ class Checkpointer:
         self._epochs_without_gain = 0
         self._fingerprint: dict[str, Any] | None = None
         self._trainer: Any = None
+        self._dist: Any = None  # the DistContext under torchrun (train/distributed.py)
         self._writes = 0  # files written by this process (test-only crash counter)
         self._crash_at = int(os.environ.get(CRASH_ENV, "0") or 0)
         self._batch_delay = float(os.environ.get(BATCH_DELAY_ENV, "0") or 0)
@@ -311,6 +339,7 @@ class Checkpointer:
         """Hook into a freshly built Trainer; restore the checkpoint to resume from, if any."""
         trainer.checkpointer = self
         self._trainer = trainer
+        self._dist = trainer.ddp.ctx if getattr(trainer, "ddp", None) is not None else None
         self._fingerprint = data_fingerprint(trainer.data.train)
         if self.writes:
             self._remove_temporaries()
@@ -322,18 +351,18 @@ class Checkpointer:
         its initial state, so a kill at any later moment can be resumed."""
         self._result, self._epochs_without_gain = result, epochs_without_gain
         self._last_time = time.monotonic()
-        if self.writes and self.resume_from is None and not result.history:
-            self.write(self._trainer, 1, 0, 0.0, 0, best_is_model=False)
+        if self.resume_from is None and not result.history:
+            self._checkpoint(self._trainer, 1, 0, 0.0, 0, best_is_model=False)
 
     def batch_end(self, trainer: Any, epoch: int, done: int, sse: float, count: int) -> None:
         if self._batch_delay:
             time.sleep(self._batch_delay)
         config: TrainConfig = trainer.config
         every = config.checkpoint_every_batches
-        if not self.writes:
+        if self._dist is None and not self.writes:
             return
-        if (every and done % every == 0) or self._time_due(config):
-            self.write(trainer, epoch, done, sse, count, best_is_model=False)
+        if self._due(config, bool(every and done % every == 0)):
+            self._checkpoint(trainer, epoch, done, sse, count, best_is_model=False)
 
     def epoch_end(
         self, trainer: Any, epoch: int, result: TrainResult, epochs_without_gain: int
@@ -341,18 +370,37 @@ class Checkpointer:
         self._result, self._epochs_without_gain = result, epochs_without_gain
         config: TrainConfig = trainer.config
         every = config.checkpoint_every_epochs
-        due = (
-            (every and epoch % every == 0)
-            or epoch == config.epochs
-            or result.stopped_early
-            or self._time_due(config)
-        )
-        if due and self.writes:
-            self.write(trainer, epoch + 1, 0, 0.0, 0, best_is_model=result.best_epoch == epoch)
+        scheduled = bool(every and epoch % every == 0) or epoch == config.epochs
+        if self._due(config, scheduled or result.stopped_early):
+            self._checkpoint(
+                trainer, epoch + 1, 0, 0.0, 0, best_is_model=result.best_epoch == epoch
+            )
+
+    def _due(self, config: TrainConfig, scheduled: bool) -> bool:
+        """`scheduled` (the same on every rank) or the time-based interval has passed, by
+        rank 0's clock on every rank: one tiny collective per call under torchrun, and only
+        with ``checkpoint_every_minutes`` set."""
+        if not config.checkpoint_every_minutes:
+            return scheduled
+        due = scheduled or self._time_due(config)
+        return due if self._dist is None else self._dist.agree(due)
 
     def _time_due(self, config: TrainConfig) -> bool:
         minutes = config.checkpoint_every_minutes
         return bool(minutes) and time.monotonic() - self._last_time >= minutes * 60.0
+
+    def _checkpoint(
+        self, trainer: Any, epoch: int, batch: int, sse: float, count: int, *, best_is_model: bool
+    ) -> None:
+        """Under torchrun: gather every rank's RNG states and running SSE (every rank calls
+        this), then rank 0 writes. Otherwise: write."""
+        peers = None
+        if self._dist is not None:
+            mine = {"rng": live_rng_state(), "sse": sse, "count": count}
+            mine["planner_rates"] = planner_rates(trainer)
+            peers = self._dist.gather_objects(mine)[1:]
+        if self.writes:
+            self.write(trainer, epoch, batch, sse, count, best_is_model=best_is_model, peers=peers)
 
     # -------------------------------------------------------------- write
     def write(
@@ -364,7 +412,9 @@ class Checkpointer:
         count: int,
         *,
         best_is_model: bool,
+        peers: list[dict[str, Any]] | None = None,
     ) -> Path:
+        """`peers`: ranks 1..W-1's {"rng", "sse", "count", "planner_rates"} under torchrun."""
         from safetensors.torch import save_file
 
         tensors: dict[str, torch.Tensor] = {}
@@ -394,6 +444,17 @@ class Checkpointer:
             else encode(trainer.scheduler.state_dict(), "scheduler", tensors),
             "best": best,
             "rng": rng_state(tensors),
+            "planner_rates": planner_rates(trainer),
+            "world_size": 1 + len(peers or []),
+            "peers": [
+                {
+                    "rng": rng_state(tensors, peer["rng"], f"peers/{rank}/rng"),
+                    "sse": float(peer["sse"]),
+                    "count": int(peer["count"]),
+                    "planner_rates": peer["planner_rates"],
+                }
+                for rank, peer in enumerate(peers or [], start=1)
+            ],
             "torch_version": torch.__version__,
             "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
@@ -470,15 +531,53 @@ class Checkpointer:
         )
         position = state["position"]
         epoch = int(position["epoch"])
+        sse, count = self._restore_rank(ckpt, trainer)
         if result.stopped_early:
             epoch = trainer.config.epochs + 1
         self.written.append(ckpt.path)
         return ResumeState(
             epoch=epoch,
             batch=int(position["batch"]),
-            sse=float(position["sse"]),
-            count=int(position["count"]),
+            sse=sse,
+            count=count,
             epochs_without_gain=int(progress["epochs_without_gain"]),
             result=result,
             best_state=best_state,
         )
+
+    def _restore_rank(self, ckpt: Checkpoint, trainer: Any) -> tuple[float, int]:
+        """This rank's RNG states, its strategy planner's rates (see `planner_rates`) and
+        the running (SSE, count) of the interrupted epoch.
+
+        Rank 0's RNG states are already restored. With the number of processes the
+        checkpoint was written with, every rank gets its own back. With another number,
+        ranks the checkpoint knows get theirs, newer ranks a seed derived from the position,
+        and rank 0 carries the epoch's whole running SSE (the epoch's train RMSE sums over
+        ranks, so it stays right)."""
+        state, tensors = ckpt.state, ckpt.tensors
+        position, peers = state["position"], state.get("peers", [])
+        saved = int(state.get("world_size", 1))
+        rank = 0 if self._dist is None else self._dist.rank
+        world = 1 if self._dist is None else self._dist.world_size
+        if rank == 0 and saved != world:
+            self.echo(
+                f"note: {ckpt.path.name} was written by {saved} process(es) and is resumed "
+                f"by {world}: the run continues, but not bit for bit (each rank's slice of "
+                "a batch and its dropout draws differ)"
+            )
+        if 0 < rank <= len(peers):
+            set_rng_state(peers[rank - 1]["rng"], tensors)
+        elif rank > 0:
+            seed = trainer.config.seed
+            torch.manual_seed(hash((seed, rank, ckpt.epoch, ckpt.batch)) & 0xFFFF_FFFF)
+        own = state if rank == 0 else peers[rank - 1] if rank <= len(peers) else {}
+        planner = getattr(trainer.step, "planner", None)
+        if planner is not None and own.get("planner_rates") is not None:
+            planner.rates = {k: float(v) for k, v in own["planner_rates"].items()}
+        if saved == world:
+            mine = position if rank == 0 else peers[rank - 1]
+            return float(mine["sse"]), int(mine["count"])
+        if rank > 0:
+            return 0.0, 0
+        everyone = [position, *peers]
+        return sum(float(p["sse"]) for p in everyone), sum(int(p["count"]) for p in everyone)

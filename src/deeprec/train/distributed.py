@@ -36,6 +36,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import torch
@@ -130,6 +131,16 @@ class DistContext:
 
     def all_reduce_sum(self, values: Sequence[float]) -> list[float]:
         return self.all_reduce(values, dist.ReduceOp.SUM)
+
+    def agree(self, flag: bool) -> bool:
+        """Rank 0's `flag`, on every rank (for what only rank 0 decides, e.g. by its clock)."""
+        return bool(self.all_reduce([float(flag) if self.is_main else 0.0])[0])
+
+    def gather_objects(self, value: Any) -> list[Any]:
+        """Every rank's `value` (picklable), in rank order, on every rank."""
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, value)
+        return gathered
 
 
 def current_context(device: torch.device) -> DistContext | None:
@@ -244,11 +255,17 @@ class StepWeights:
 
 
 def shard_batches(
-    matrix: CSRMatrix, order: np.ndarray, batch_size: int, rank: int, world_size: int
+    matrix: CSRMatrix,
+    order: np.ndarray,
+    batch_size: int,
+    rank: int,
+    world_size: int,
+    start: int = 0,
 ) -> Iterator[tuple[RowBatch, StepWeights]]:
-    """This rank's slice of every global batch of `order`, with its loss weights."""
+    """This rank's slice of every global batch of `order` from global batch `start` on
+    (a resumed epoch), with its loss weights."""
     lengths = matrix.row_lengths()
-    for begin in range(0, order.shape[0], batch_size):
+    for begin in range(start * batch_size, order.shape[0], batch_size):
         rows = order[begin : begin + batch_size]
         lo, hi = shard_bounds(rows.shape[0], world_size, rank)
         total = max(int(lengths[rows].sum()), 1)
@@ -333,10 +350,12 @@ class DataParallel:
         self.steps = 0
         self._fail_at = _parse_fail_at()
 
-    def batches(self, matrix: CSRMatrix, order: np.ndarray, batch_size: int) -> Iterator[RowBatch]:
-        """This rank's batches of the epoch, one per global batch, in order."""
+    def batches(
+        self, matrix: CSRMatrix, order: np.ndarray, batch_size: int, start: int = 0
+    ) -> Iterator[RowBatch]:
+        """This rank's batches of the epoch, one per global batch from `start` on, in order."""
         for batch, weights in shard_batches(
-            matrix, order, batch_size, self.ctx.rank, self.ctx.world_size
+            matrix, order, batch_size, self.ctx.rank, self.ctx.world_size, start
         ):
             self._pending.append((batch, weights))
             yield batch

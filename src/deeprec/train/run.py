@@ -15,9 +15,10 @@ from deeprec.train.checkpoint import (
     Checkpoint,
     Checkpointer,
     latest_checkpoint,
+    read_checkpoint,
     writing,
 )
-from deeprec.train.config import TrainConfig, read_yaml
+from deeprec.train.config import TrainConfig, load_yaml, read_yaml
 from deeprec.train.distributed import is_main_process
 from deeprec.train.lock import RunLock
 from deeprec.train.run_dir import RunDir
@@ -53,7 +54,8 @@ def train_run(
     dataset = PreparedDataset.load(data_dir)
     run = RunDir(out)
     if not is_main_process():  # [ddp] other ranks train in step with rank 0, write nothing
-        return _train(run, dataset, config, None, progress=False, echo=lambda _: None, main=False)
+        follower = Checkpointer(run.path / CHECKPOINT_DIR, writes=False)
+        return _train(run, dataset, config, follower, progress=False, echo=_quiet, main=False)
     with RunLock(out):
         with writing(run.path, "run directory"):
             run.create(overwrite=overwrite)
@@ -78,12 +80,20 @@ def resume_run(
 
     The config and data come from the run directory (config in the checkpoint, data from
     RUN/dataset.json unless `data_dir` is given; its fingerprint must match). `overrides`
-    may only change the options in RESUME_OVERRIDABLE (e.g. more epochs).
+    may only change the options in RESUME_OVERRIDABLE (e.g. more epochs). Under torchrun
+    rank 0 picks the checkpoint and holds the lock; every rank reads that checkpoint (the
+    run directory must be readable by all ranks, e.g. on a shared filesystem).
     """
     from deeprec.safe_files import refuse_pickle
 
-    refuse_pickle(out, what="run directory to resume")
     run = RunDir(out)
+    if not is_main_process():  # [ddp] the checkpoint rank 0 chose; nothing written
+        ckpt = read_checkpoint(run.path / CHECKPOINT_DIR / _shared_choice(None))
+        config = _resume_config(ckpt, overrides or [])
+        dataset = PreparedDataset.load(data_dir or run.read_json("dataset.json")["path"])
+        follower = Checkpointer(run.path / CHECKPOINT_DIR, resume_from=ckpt, writes=False)
+        return _train(run, dataset, config, follower, progress=False, echo=_quiet, main=False)
+    refuse_pickle(out, what="run directory to resume")
     if not run.path.is_dir():
         raise CheckpointError(f"cannot resume: {run.path} is not a run directory")
     if (run.path / "config.yaml").is_file() and "ensemble" in (
@@ -95,6 +105,7 @@ def resume_run(
         )
     with RunLock(out):
         ckpt = latest_checkpoint(run.path / CHECKPOINT_DIR, warn=echo)
+        _shared_choice(ckpt.path.name)  # [ddp] the other ranks resume from the same file
         config = _resume_config(ckpt, overrides or [])
         source = data_dir or run.read_json("dataset.json")["path"]
         dataset = PreparedDataset.load(source)
@@ -108,6 +119,30 @@ def resume_run(
         )
         checkpointer = Checkpointer(run.path / CHECKPOINT_DIR, resume_from=ckpt, echo=echo)
         return _train(run, dataset, config, checkpointer, progress=progress, echo=echo)
+
+
+def resume_device(out: str | Path, overrides: list[str]) -> str:
+    """The device a resumed run trains on (its config.yaml with `overrides`): what a
+    torchrun job needs to know before it joins the process group."""
+    path = Path(out) / "config.yaml"
+    config = TrainConfig.from_yaml(path) if path.is_file() else TrainConfig()
+    return config.with_overrides([o for o in overrides if o.startswith("device=")]).device
+
+
+def _shared_choice(name: str | None) -> str:
+    """Rank 0's checkpoint file name, on every rank (itself outside torchrun)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        assert name is not None
+        return name
+    box = [name]
+    dist.broadcast_object_list(box, src=0)
+    return str(box[0])
+
+
+def _quiet(_message: str) -> None:
+    """echo for ranks > 0: rank 0 speaks for the job."""
 
 
 def _resume_config(ckpt: Checkpoint, overrides: list[str]) -> TrainConfig:
@@ -245,6 +280,4 @@ def train_ensemble_run(
 
 def _override_dict(overrides: list[str]) -> dict[str, Any]:
     """``key=value`` strings as a dict of YAML-parsed values (validated by expand_members)."""
-    import yaml
-
-    return {o.partition("=")[0].strip(): yaml.safe_load(o.partition("=")[2]) for o in overrides}
+    return {o.partition("=")[0].strip(): load_yaml(o.partition("=")[2]) for o in overrides}

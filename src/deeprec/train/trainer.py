@@ -202,12 +202,7 @@ class Trainer:
         start = time.perf_counter()
         sse, count = carry
         if self.ddp is not None:  # [ddp] this rank's slice of every global batch
-            if start_batch:
-                raise TrainingError(
-                    "resuming in the middle of an epoch is not supported under torchrun; "
-                    "resume single-process or from an epoch-end checkpoint"
-                )
-            batches = self.ddp.batches(self.data.train, order, config.batch_size)
+            batches = self.ddp.batches(self.data.train, order, config.batch_size, start_batch)
         else:
             batches = iter_row_batches(
                 self.data.train,
