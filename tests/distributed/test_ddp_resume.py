@@ -21,7 +21,7 @@ from deeprec.train.checkpoint import latest_checkpoint, list_checkpoints, read_c
 from deeprec.train.config import TrainConfig
 from deeprec.train.run import resume_run, train_run
 
-from .test_ddp_torchrun import launch, make_dataset, torchrun_cli
+from .test_ddp_torchrun import _sets, launch, make_dataset, torchrun_cli
 
 PINNED = {"DEEPREC_OUTPUT_STRATEGY": "sparse", "DEEPREC_INPUT_STRATEGY": "sparse"}
 CONFIG = {
@@ -129,3 +129,22 @@ def test_a_single_process_run_resumes_under_torchrun_with_two_ranks(runs, tmp_pa
     assert [r["epoch"] for r in metrics(tmp_path / "run")] == [1, 2]
     ckpt = latest_checkpoint(tmp_path / "run" / "checkpoints")
     assert ckpt.state["world_size"] == 2 and ckpt.epoch == 3
+
+
+def test_torchrun_max_restarts_with_auto_resume_recovers_bit_for_bit(runs, tmp_path):
+    """torchrun restarts every worker after rank 1 fails (the injected failure fires in the
+    first attempt only); the rerun command continues from the last checkpoint. The restarted
+    attempt joins under its own store prefix (distributed._rendezvous): without it, a
+    restarted rank read the dead attempt's gloo address and failed to connect."""
+    run = tmp_path / "run"
+    train = ["-m", "deeprec", "train", "--data", str(runs["data"]), "--out", str(run)]
+    args = ["--max-restarts=1", *train, "--quiet", "--device", "cpu", "--auto-resume"]
+    proc = launch([*args, *_sets(CONFIG)], {**PINNED, **CRASH})
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert "injected failure at step 13" in output
+    assert output.count("resuming") == 1
+    assert metrics(run) == metrics(runs["full"])
+    full, resumed = best_weights(runs["full"]), best_weights(run)
+    for name in full:
+        assert torch.equal(full[name], resumed[name]), name

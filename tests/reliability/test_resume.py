@@ -138,3 +138,21 @@ def test_resume_refuses_changes_that_would_alter_the_run(baseline, tmp_path):
     resume_run(run, overrides=["epochs=5"], progress=False, echo=lambda _m: None)
     assert [r[0] for r in curve(run)] == [1, 2, 3, 4, 5]  # more epochs: allowed
     assert curve(run)[:4] == curve(baseline)
+
+
+def test_auto_resume_starts_then_continues_the_same_command(prepared, baseline, tmp_path):
+    """`deeprec train ... --auto-resume`, the command a restarting launcher reruns: it starts
+    a fresh --out, continues a killed one bit for bit, and refuses another model."""
+    run = tmp_path / "run"
+    command = [*train_args(prepared, run, *CKPT), "--auto-resume"]
+    died = run_cli(command, DEEPREC_TEST_CRASH_IN_CHECKPOINT="7")  # mid-epoch 2
+    assert died.returncode == -signal.SIGKILL, died.stderr
+    done = run_cli(command)
+    assert done.returncode == 0, done.stderr
+    assert "resuming" in done.stdout
+    assert_same_run(run, baseline)
+    other = run_cli([*command, "--set", "hidden=[24,8]"])
+    assert other.returncode != 0
+    assert "--auto-resume cannot change hidden" in other.stderr
+    both = run_cli([*command, "--overwrite"])
+    assert both.returncode != 0 and "--overwrite" in both.stderr

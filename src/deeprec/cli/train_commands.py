@@ -39,6 +39,14 @@ def train(
             "bit-identical result); --set may change epochs and checkpoint_* only."
         ),
     ] = None,
+    auto_resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue --out from its last checkpoint if it has one, else start it (with "
+            "the same config apart from epochs and checkpoint_*): for torchrun --max-restarts, "
+            "which reruns the same command after a failure."
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     device: Annotated[
         str | None,
@@ -57,12 +65,20 @@ def train(
     from deeprec.errors import ConfigError
     from deeprec.train.config import TrainConfig
     from deeprec.train.distributed import LaunchEnv, distributed_session
-    from deeprec.train.run import resume_device, resume_run, train_ensemble_run, train_run
+    from deeprec.train.run import (
+        has_checkpoint,
+        resume_device,
+        resume_run,
+        train_ensemble_run,
+        train_run,
+    )
 
     overrides = [*(set_ or []), *([f"device={device}"] if device else [])]
     if resume is not None:
-        if out is not None or config is not None or overwrite:
-            raise ConfigError("--resume RUN_DIR takes no --out, --config or --overwrite")
+        if out is not None or config is not None or overwrite or auto_resume:
+            raise ConfigError(
+                "--resume RUN_DIR takes no --out, --config, --overwrite or --auto-resume"
+            )
         with distributed_session(resume_device(resume, overrides)) as dist:
             main = dist is None or dist.is_main
             summary = resume_run(
@@ -77,7 +93,11 @@ def train(
         return
     if data is None or out is None:
         raise ConfigError("deeprec train needs --data and --out (or --resume RUN_DIR)")
+    if auto_resume and overwrite:
+        raise ConfigError("--auto-resume continues --out; it cannot be combined with --overwrite")
     if config is not None and is_ensemble_yaml(config):  # a blend of several models
+        if auto_resume:
+            raise ConfigError("ensemble runs keep no checkpoints; --auto-resume cannot apply")
         if LaunchEnv.from_env() is not None:
             raise ConfigError("ensemble configs train single-process; not under torchrun")
         summary = train_ensemble_run(
@@ -95,9 +115,17 @@ def train(
     cfg = cfg.with_overrides(overrides)
     with distributed_session(cfg.device) as dist:
         main = dist is None or dist.is_main
-        summary = train_run(
-            data, cfg, out, overwrite=overwrite, progress=not quiet and main, echo=typer.echo
-        )
+        resuming = auto_resume and has_checkpoint(out)
+        if dist is not None:  # [ddp] rank 0's view of the run directory decides
+            resuming = dist.agree(resuming)
+        if resuming:
+            summary = resume_run(
+                out, requested=cfg, data_dir=data, progress=not quiet and main, echo=typer.echo
+            )
+        else:
+            summary = train_run(
+                data, cfg, out, overwrite=overwrite, progress=not quiet and main, echo=typer.echo
+            )
     if main:
         typer.echo(json.dumps(summary, indent=2, default=str))
 

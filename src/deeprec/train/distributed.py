@@ -188,13 +188,14 @@ def distributed_session(device: str = "cpu") -> Iterator[DistContext | None]:
     if resolved.type == "cuda":
         torch.cuda.set_device(resolved)
     where = f"rank {env.rank}/{env.world_size}"
+    timeout = timedelta(seconds=timeout_seconds())
     try:
         dist.init_process_group(
             backend=backend,
-            init_method="env://",
+            **_rendezvous(env, timeout),
             rank=env.rank,
             world_size=env.world_size,
-            timeout=timedelta(seconds=timeout_seconds()),
+            timeout=timeout,
             # NCCL: bind the communicator to this rank's GPU now, so errors surface at start
             **({"device_id": resolved} if resolved.type == "cuda" else {}),
         )
@@ -216,6 +217,24 @@ def distributed_session(device: str = "cpu") -> Iterator[DistContext | None]:
     finally:
         with suppress(Exception):  # never mask the real error with a teardown error
             dist.destroy_process_group()
+
+
+def _rendezvous(env: LaunchEnv, timeout: timedelta) -> dict[str, Any]:
+    """How the ranks find each other: env:// (MASTER_ADDR/PORT), except in a restarted
+    torchrun attempt (--max-restarts), where the agent's store still holds the failed
+    attempt's keys: a restarted rank could read a dead peer's gloo address from them and
+    fail to connect (seen with torch 2.13). There the keys go under a per-attempt prefix."""
+    attempt = _env_int("TORCHELASTIC_RESTART_COUNT", 0)
+    if attempt == 0 or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return {"init_method": "env://"}
+    agent_store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        _env_int("MASTER_PORT", 0),
+        env.world_size,
+        is_master=False,
+        timeout=timeout,
+    )
+    return {"store": dist.PrefixStore(f"deeprec/attempt_{attempt}", agent_store)}
 
 
 _COMM_MARKERS = (
@@ -438,9 +457,11 @@ class DataParallel:
 
 
 def _parse_fail_at() -> tuple[int, int, str] | None:
-    """`RANK:STEP` (raise) or `RANK:STEP:hang` (stop answering) from the environment."""
+    """`RANK:STEP` (raise) or `RANK:STEP:hang` (stop answering) from the environment; in
+    the first attempt of a torchrun job only (a restarted one, TORCHELASTIC_RESTART_COUNT >
+    0, runs clean, so tests can check recovery)."""
     raw = os.environ.get(FAIL_AT_ENV)
-    if not raw:
+    if not raw or _env_int("TORCHELASTIC_RESTART_COUNT", 0) > 0:
         return None
     parts = raw.split(":")
     try:

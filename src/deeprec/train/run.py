@@ -15,6 +15,7 @@ from deeprec.train.checkpoint import (
     Checkpoint,
     Checkpointer,
     latest_checkpoint,
+    list_checkpoints,
     read_checkpoint,
     writing,
 )
@@ -68,10 +69,16 @@ def train_run(
         return _train(run, dataset, config, checkpointer, progress=progress, echo=echo)
 
 
+def has_checkpoint(out: str | Path) -> bool:
+    """Whether `out` holds a checkpoint file to resume from (`--auto-resume`)."""
+    return bool(list_checkpoints(Path(out) / CHECKPOINT_DIR))
+
+
 def resume_run(
     out: str | Path,
     *,
     overrides: list[str] | None = None,
+    requested: TrainConfig | None = None,
     data_dir: str | Path | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = print,
@@ -80,7 +87,8 @@ def resume_run(
 
     The config and data come from the run directory (config in the checkpoint, data from
     RUN/dataset.json unless `data_dir` is given; its fingerprint must match). `overrides`
-    may only change the options in RESUME_OVERRIDABLE (e.g. more epochs). Under torchrun
+    may only change the options in RESUME_OVERRIDABLE (e.g. more epochs); so may
+    `requested`, a whole config (`--auto-resume`), against the checkpoint's. Under torchrun
     rank 0 picks the checkpoint and holds the lock; every rank reads that checkpoint (the
     run directory must be readable by all ranks, e.g. on a shared filesystem).
     """
@@ -89,7 +97,7 @@ def resume_run(
     run = RunDir(out)
     if not is_main_process():  # [ddp] the checkpoint rank 0 chose; nothing written
         ckpt = read_checkpoint(run.path / CHECKPOINT_DIR / _shared_choice(None))
-        config = _resume_config(ckpt, overrides or [])
+        config = _resume_config(ckpt, overrides or [], requested)
         dataset = PreparedDataset.load(data_dir or run.read_json("dataset.json")["path"])
         follower = Checkpointer(run.path / CHECKPOINT_DIR, resume_from=ckpt, writes=False)
         return _train(run, dataset, config, follower, progress=False, echo=_quiet, main=False)
@@ -106,7 +114,7 @@ def resume_run(
     with RunLock(out):
         ckpt = latest_checkpoint(run.path / CHECKPOINT_DIR, warn=echo)
         _shared_choice(ckpt.path.name)  # [ddp] the other ranks resume from the same file
-        config = _resume_config(ckpt, overrides or [])
+        config = _resume_config(ckpt, overrides or [], requested)
         source = data_dir or run.read_json("dataset.json")["path"]
         dataset = PreparedDataset.load(source)
         done = ckpt.state["progress"]["history"]
@@ -145,17 +153,20 @@ def _quiet(_message: str) -> None:
     """echo for ranks > 0: rank 0 speaks for the job."""
 
 
-def _resume_config(ckpt: Checkpoint, overrides: list[str]) -> TrainConfig:
+def _resume_config(
+    ckpt: Checkpoint, overrides: list[str], requested: TrainConfig | None = None
+) -> TrainConfig:
     config = TrainConfig.from_dict(ckpt.state["config"], source=str(ckpt.path))
-    changed = config.with_overrides(overrides)
+    changed = config.with_overrides(overrides) if requested is None else requested
     frozen = [
         key
         for key in TrainConfig.option_names()
         if key not in RESUME_OVERRIDABLE and getattr(changed, key) != getattr(config, key)
     ]
     if frozen:
+        what = "--resume" if requested is None else "--auto-resume"
         raise ConfigError(
-            f"--resume cannot change {', '.join(frozen)} (it would not continue the same run); "
+            f"{what} cannot change {', '.join(frozen)} (it would not continue the same run); "
             f"changeable: {', '.join(RESUME_OVERRIDABLE)}"
         )
     return changed
