@@ -156,3 +156,20 @@ def test_auto_resume_starts_then_continues_the_same_command(prepared, baseline, 
     assert "--auto-resume cannot change hidden" in other.stderr
     both = run_cli([*command, "--overwrite"])
     assert both.returncode != 0 and "--overwrite" in both.stderr
+
+
+def test_auto_resume_restarts_a_run_killed_before_its_first_checkpoint(prepared, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("epochs: 4\n")  # what train_run writes first
+    (run / "dataset.json").write_text("{}")
+    (run / "checkpoints").mkdir()
+    command = [*train_args(prepared, run, *CKPT), "--auto-resume"]
+    done = run_cli(command)
+    assert done.returncode == 0, done.stderr
+    assert "resuming" not in done.stdout and len(curve(run)) == 4
+    finished = tmp_path / "finished"  # a finished run without checkpoints is not replaced
+    shutil.copytree(run, finished)
+    shutil.rmtree(finished / "checkpoints")
+    again = run_cli([*train_args(prepared, finished, *CKPT), "--auto-resume"])
+    assert again.returncode != 0 and "not empty" in again.stderr

@@ -67,6 +67,7 @@ def train(
     from deeprec.train.distributed import LaunchEnv, distributed_session
     from deeprec.train.run import (
         has_checkpoint,
+        never_checkpointed,
         resume_device,
         resume_run,
         train_ensemble_run,
@@ -122,9 +123,10 @@ def train(
             summary = resume_run(
                 out, requested=cfg, data_dir=data, progress=not quiet and main, echo=typer.echo
             )
-        else:
+        else:  # --auto-resume also restarts a run killed before its first checkpoint
+            again = overwrite or (auto_resume and never_checkpointed(out))
             summary = train_run(
-                data, cfg, out, overwrite=overwrite, progress=not quiet and main, echo=typer.echo
+                data, cfg, out, overwrite=again, progress=not quiet and main, echo=typer.echo
             )
     if main:
         typer.echo(json.dumps(summary, indent=2, default=str))

@@ -74,6 +74,18 @@ def has_checkpoint(out: str | Path) -> bool:
     return bool(list_checkpoints(Path(out) / CHECKPOINT_DIR))
 
 
+def never_checkpointed(out: str | Path) -> bool:
+    """`out` holds only what `train_run` writes before its first checkpoint (config,
+    dataset reference, lock, temporaries): a run killed that early, which `--auto-resume`
+    starts again. Anything else (a finished run whose checkpoints were deleted, say) is
+    never overwritten."""
+    path = Path(out)
+    if not path.is_dir() or has_checkpoint(path):
+        return False
+    setup = {"config.yaml", "dataset.json", CHECKPOINT_DIR}
+    return all(p.name in setup or p.name.startswith(".") for p in path.iterdir())
+
+
 def resume_run(
     out: str | Path,
     *,
