@@ -10,8 +10,10 @@ without and with one re-feed step. A full epoch is 3,752 batches: unless --batch
 script times a fixed number of batches (round-robin in chunks across the four settings, so
 load from other work hits all alike) and extrapolates; the output says which.
 
+Batches are built as training builds them: on a prefetch thread where a core is free of
+torch's threads or the step runs on a GPU, else in line (deeprec.data.batching.prefetch_depth).
 On a GPU (--device cuda) the model and each batch live on the GPU, batches are still built on
-the CPU (prefetched), and --users N trains on the first N users of the same data (their
+the CPU, and --users N trains on the first N users of the same data (their
 ratings are exactly those of the full set: generation draws every user's count first, then
 users in order), which skips most of the several minutes of single-threaded generation; the
 epoch is extrapolated from the per-batch time to the full 480,189 users.
@@ -34,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _speed_common import emit_report, profile_steps
-from deeprec.data.batching import epoch_order, iter_row_batches, prefetch
+from deeprec.data.batching import epoch_order, iter_row_batches, prefetch, prefetch_depth
 from deeprec.data.sparse import CSRMatrix
 from deeprec.train.config import TrainConfig
 from deeprec.train.heap import reuse_freed_memory
@@ -190,7 +192,8 @@ def main() -> None:
     for state in settings.values():
         for batch in warm:
             state["step"](batch.to(device))
-    # round-robin turns of `chunk` batches; each turn times a prefetched stream
+    # round-robin turns of `chunk` batches; each turn times a stream built as in training
+    report["prefetch_depth"] = prefetch_depth(device)
     begin = args.warmup
     end = args.warmup + timed
     turn = 0
@@ -202,7 +205,8 @@ def main() -> None:
             stream = prefetch(
                 iter_row_batches(
                     matrix, order[begin * batch_size : stop * batch_size], batch_size, prepare=True
-                )
+                ),
+                depth=report["prefetch_depth"],
             )
             t0 = time.perf_counter()
             for batch in stream:

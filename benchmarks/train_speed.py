@@ -29,7 +29,7 @@ from _speed_common import (
     min_seconds,
     profile_steps,
 )
-from deeprec.data.batching import epoch_order, iter_row_batches
+from deeprec.data.batching import epoch_order, iter_row_batches, prefetch_depth
 from deeprec.train.config import TrainConfig
 from deeprec.train.evaluation import evaluate_sse
 from deeprec.train.trainer import OrientedData, Trainer, build_model
@@ -228,7 +228,9 @@ def main() -> None:
         "ms_per_batch_with_column_order": round(build_ms, 3),
         "fast_fp32_step_ms": step_ms,
         "fraction_of_step": round(build_ms / step_ms, 4),
-        "note": "built on a background thread (prefetch) during training",
+        "prefetch_depth_in_training": prefetch_depth(),
+        "note": "built in training on a prefetch thread where a core is free of torch's "
+        "threads, else in line (deeprec.data.batching.prefetch_depth)",
     }
     report["load_average_after"] = os.getloadavg()
     report["targets"] = {

@@ -99,3 +99,17 @@ def test_fast_evaluation_equals_reference(constrained: bool) -> None:
         predict_rows(model, train, rows, compute="fast"),
         predict_rows(model, train, rows, compute="reference"),
     )
+
+
+def test_prefetch_only_where_a_core_is_free_or_the_step_runs_on_a_gpu(monkeypatch) -> None:
+    """A builder thread beside torch threads that fill every core only competes with them."""
+    import os
+
+    from deeprec.data import batching
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
+    monkeypatch.setattr(batching.torch, "get_num_threads", lambda: 2)
+    assert batching.prefetch_depth("cpu") == 0
+    assert batching.prefetch_depth("cuda") == 2  # the CPU waits for the GPU meanwhile
+    monkeypatch.setattr(batching.torch, "get_num_threads", lambda: 1)
+    assert batching.prefetch_depth(torch.device("cpu")) == 2

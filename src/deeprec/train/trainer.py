@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from deeprec.data.batching import epoch_order, iter_row_batches, prefetch
+from deeprec.data.batching import epoch_order, iter_row_batches, prefetch, prefetch_depth
 from deeprec.data.dataset import PreparedDataset
 from deeprec.data.sparse import CSRMatrix
 from deeprec.errors import TrainingError
@@ -211,7 +211,8 @@ class Trainer:
                 start=start_batch,
                 prepare=config.compute == "fast",
             )
-        batches = prefetch(batches)  # the next batch is built on a thread during this step
+        # the next batch is built on a thread during this step, where a core is free for it
+        batches = prefetch(batches, depth=prefetch_depth(self.device))
         bar = tqdm(
             batches,
             total=n_batches,
