@@ -48,11 +48,12 @@ def epoch_runners(trainer, train, order) -> dict[str, Callable[[], float]]:
     def batches():
         return iter_row_batches(train, order, 128, prepare=True)
 
-    def timed(source_factory, build_first: bool) -> Callable[[], float]:
+    def timed(make_source, build_first: bool) -> Callable[[], float]:
         def run() -> float:
-            source = list(source_factory()) if build_first else None
+            # a generator builds nothing until iterated: only `prebuilt` builds untimed
+            source = list(make_source()) if build_first else make_source()
             start = time.perf_counter()
-            for batch in source if build_first else source_factory():
+            for batch in source:
                 trainer.step(batch)
             return time.perf_counter() - start
 

@@ -565,17 +565,19 @@ class Checkpointer:
                 f"by {world}: the run continues, but not bit for bit (each rank's slice of "
                 "a batch and its dropout draws differ)"
             )
-        if 0 < rank <= len(peers):
-            set_rng_state(peers[rank - 1]["rng"], tensors)
-        elif rank > 0:
+        # this rank's entry: rank 0's live in the state itself; None for a rank it lacks
+        own = state if rank == 0 else peers[rank - 1] if rank <= len(peers) else None
+        if own is None:
             seed = trainer.config.seed
             torch.manual_seed(hash((seed, rank, ckpt.epoch, ckpt.batch)) & 0xFFFF_FFFF)
-        own = state if rank == 0 else peers[rank - 1] if rank <= len(peers) else {}
+            own = {}
+        elif rank > 0:
+            set_rng_state(own["rng"], tensors)
         planner = getattr(trainer.step, "planner", None)
         if planner is not None and own.get("planner_rates") is not None:
             planner.rates = {k: float(v) for k, v in own["planner_rates"].items()}
         if saved == world:
-            mine = position if rank == 0 else peers[rank - 1]
+            mine = position if rank == 0 else own
             return float(mine["sse"]), int(mine["count"])
         if rank > 0:
             return 0.0, 0

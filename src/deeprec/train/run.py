@@ -109,8 +109,7 @@ def resume_run(
     run = RunDir(out)
     if not is_main_process():  # [ddp] the checkpoint rank 0 chose; nothing written
         ckpt = read_checkpoint(run.path / CHECKPOINT_DIR / _shared_choice(None))
-        config = _resume_config(ckpt, overrides or [], requested)
-        dataset = PreparedDataset.load(data_dir or run.read_json("dataset.json")["path"])
+        config, dataset = _resumed(run, ckpt, overrides, requested, data_dir)
         follower = Checkpointer(run.path / CHECKPOINT_DIR, resume_from=ckpt, writes=False)
         return _train(run, dataset, config, follower, progress=False, echo=_quiet, main=False)
     refuse_pickle(out, what="run directory to resume")
@@ -126,9 +125,7 @@ def resume_run(
     with RunLock(out):
         ckpt = latest_checkpoint(run.path / CHECKPOINT_DIR, warn=echo)
         _shared_choice(ckpt.path.name)  # [ddp] the other ranks resume from the same file
-        config = _resume_config(ckpt, overrides or [], requested)
-        source = data_dir or run.read_json("dataset.json")["path"]
-        dataset = PreparedDataset.load(source)
+        config, dataset = _resumed(run, ckpt, overrides, requested, data_dir)
         done = ckpt.state["progress"]["history"]
         with writing(run.metrics_path, "metrics"):
             run.write_text("config.yaml", config.to_yaml())
@@ -139,6 +136,19 @@ def resume_run(
         )
         checkpointer = Checkpointer(run.path / CHECKPOINT_DIR, resume_from=ckpt, echo=echo)
         return _train(run, dataset, config, checkpointer, progress=progress, echo=echo)
+
+
+def _resumed(
+    run: RunDir,
+    ckpt: Checkpoint,
+    overrides: list[str] | None,
+    requested: TrainConfig | None,
+    data_dir: str | Path | None,
+) -> tuple[TrainConfig, PreparedDataset]:
+    """The config and training data a resume from `ckpt` continues with (every rank)."""
+    config = _resume_config(ckpt, overrides or [], requested)
+    source = data_dir or run.read_json("dataset.json")["path"]
+    return config, PreparedDataset.load(source)
 
 
 def resume_device(out: str | Path, overrides: list[str]) -> str:
