@@ -84,6 +84,10 @@ class Recommender:
             setattr(self, key, value)
         return self
 
+    def _saved_params(self) -> dict[str, Any]:
+        """The keywords model.json stores (what loading passes to the constructor)."""
+        return self.get_params()
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
@@ -282,7 +286,7 @@ class Recommender:
         info = {
             "format_version": MODEL_FORMAT_VERSION,
             "class": self.model_name,
-            "params": self.get_params(),
+            "params": self._saved_params(),
             "n_users": self.n_users,
             "n_items": self.n_items,
             "rating_range": list(self.rating_range_),

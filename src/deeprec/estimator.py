@@ -14,13 +14,16 @@ import torch
 
 from deeprec.base import Recommender
 from deeprec.baselines.bias import fit_biases, fold_in_bias
+from deeprec.data.carve import with_carved_validation
 from deeprec.data.dataset import PreparedDataset
 from deeprec.data.sparse import CSRMatrix
-from deeprec.errors import CheckpointError, DataError
+from deeprec.errors import CheckpointError, ConfigError, DataError
 from deeprec.model.autoencoder import AutoEncoder
+from deeprec.selection import SEARCHED_KEYS, select
 from deeprec.train.config import TrainConfig
 from deeprec.train.distributed import current_context, resolve_device
-from deeprec.train.evaluation import predict_rows
+from deeprec.train.evaluation import RatingScale, predict_rows
+from deeprec.train.library_state import library_state
 from deeprec.train.trainer import EpochRecord, OrientedData, Trainer, build_model
 
 _D = TrainConfig()
@@ -31,39 +34,48 @@ CENTER_REG_USER, CENTER_REG_ITEM, CENTER_ITERS = 15.0, 10.0, 10
 class DeepRec(Recommender):
     """Deep autoencoder recommender (Kuchaiev & Ginsburg 2017).
 
-    User-based by default: a user's rating vector over all items goes in, the predicted
-    ratings over all items come out. ``orientation="item"`` trains on item vectors instead
-    (I-AutoRec style). See TrainConfig for the meaning of every keyword.
+    A user's rating vector over all items goes in (``orientation="user"``), or an item's
+    over all users (``"item"``, I-AutoRec style); predicted ratings come out. See TrainConfig
+    for the meaning of every keyword.
+
+    With none of the model keywords given (architecture, orientation, centring, optimiser,
+    L2, epochs: deeprec.selection.SEARCHED_KEYS), the model is chosen from the data at
+    `fit`: a few fixed candidates are scored on the validation split (carved from the
+    training data, `valid_fraction`, when none is given) and the best is kept as fitted;
+    `selection_` says what was tried and why the winner won. Giving any model keyword pins
+    the whole model: exactly that, with TrainConfig's defaults for the keywords left out.
+    `config_` is the configuration that was trained.
     """
 
     model_name: ClassVar[str] = "DeepRec"
 
     def __init__(
         self,
-        hidden: list[int] | tuple[int, ...] = tuple(_D.hidden),
-        activation: str = _D.activation,
+        hidden: list[int] | tuple[int, ...] | None = None,
+        activation: str | None = None,
         last_activation: str = _D.last_activation,
-        dropout: float = _D.dropout,
+        dropout: float | None = None,
         dropout_placement: str = _D.dropout_placement,
         constrained: bool = _D.constrained,
-        orientation: str = _D.orientation,
-        center: str = _D.center,
+        orientation: str | None = None,
+        center: str | None = None,
+        standardize: bool = _D.standardize,
         refeed_steps: int = _D.refeed_steps,
         input_dropout: float = _D.input_dropout,
         input_row_scale: float = _D.input_row_scale,
         rated_indicator: bool = _D.rated_indicator,
         lazy_updates: bool = _D.lazy_updates,
-        optimizer: str = _D.optimizer,
-        lr: float = _D.lr,
+        optimizer: str | None = None,
+        lr: float | None = None,
         momentum: float = _D.momentum,
-        weight_decay: float = _D.weight_decay,
+        weight_decay: float | None = None,
         decay_biases: bool = _D.decay_biases,
-        batch_size: int = _D.batch_size,
-        epochs: int = _D.epochs,
+        batch_size: int | None = None,
+        epochs: int | None = None,
         lr_schedule: str = _D.lr_schedule,
         lr_milestones: list[int] | tuple[int, ...] = tuple(_D.lr_milestones),
         lr_gamma: float = _D.lr_gamma,
-        early_stopping: int = _D.early_stopping,
+        early_stopping: int | None = None,
         seed: int = _D.seed,
         compute: str = _D.compute,
         precision: str = _D.precision,
@@ -75,6 +87,7 @@ class DeepRec(Recommender):
         checkpoint_every_batches: int = _D.checkpoint_every_batches,
         checkpoint_every_minutes: float = _D.checkpoint_every_minutes,
         checkpoint_keep: int = _D.checkpoint_keep,
+        valid_fraction: float = 0.1,
         verbose: bool = False,
     ) -> None:
         self.hidden = hidden
@@ -85,6 +98,7 @@ class DeepRec(Recommender):
         self.constrained = constrained
         self.orientation = orientation
         self.center = center
+        self.standardize = standardize
         self.refeed_steps = refeed_steps
         self.input_dropout = input_dropout
         self.input_row_scale = input_row_scale
@@ -112,6 +126,7 @@ class DeepRec(Recommender):
         self.checkpoint_every_batches = checkpoint_every_batches
         self.checkpoint_every_minutes = checkpoint_every_minutes
         self.checkpoint_keep = checkpoint_keep
+        self.valid_fraction = valid_fraction
         self.verbose = verbose
 
     # ------------------------------------------------------------ config
@@ -119,37 +134,114 @@ class DeepRec(Recommender):
     def from_config(cls, config: TrainConfig, **extra: Any) -> DeepRec:
         return cls(**config.to_dict(), **extra)
 
-    def config(self) -> TrainConfig:
-        """The validated TrainConfig of these hyper-parameters (raises ConfigError)."""
+    def pinned(self) -> dict[str, Any]:
+        """The searched settings given explicitly (not None)."""
+        return {k: getattr(self, k) for k in SEARCHED_KEYS if getattr(self, k) is not None}
+
+    def needs_selection(self) -> bool:
+        """True when no model setting was given: the model is then chosen from the data.
+        Any given setting pins the whole model (TrainConfig defaults for the rest)."""
+        return not self.pinned()
+
+    def config(self, settings: dict[str, Any] | None = None) -> TrainConfig:
+        """The validated TrainConfig of these hyper-parameters (raises ConfigError): the
+        fitted one after `fit`; before, the keywords with `settings` filling the ones left
+        at None (every searched keyword must then be set)."""
+        if settings is None and hasattr(self, "config_"):
+            return self.config_
         values = {k: v for k, v in self.get_params().items() if k in TrainConfig.option_names()}
+        values.update(settings or {})
+        missing = [k for k in SEARCHED_KEYS if values.get(k) is None]
+        if missing and len(missing) < len(SEARCHED_KEYS):  # a pinned model: defaults fill in
+            values.update({k: getattr(_D, k) for k in missing})
+        elif missing:
+            raise ConfigError(
+                f"DeepRec: {', '.join(missing)} are chosen from the data at fit(); "
+                "set them explicitly to build a config before fitting"
+            )
         values["hidden"] = list(values["hidden"])
         values["lr_milestones"] = list(values["lr_milestones"])
         return TrainConfig.from_dict(values, source="DeepRec")
 
+    @property
+    def _orientation(self) -> str:
+        return self.config().orientation
+
+    @property
+    def _center(self) -> str:
+        return self.config().center
+
     # --------------------------------------------------------------- fit
     def _fit_dataset(
-        self, dataset: PreparedDataset, on_epoch_end: Any = None, checkpointer: Any = None
+        self,
+        dataset: PreparedDataset,
+        on_epoch_end: Any = None,
+        checkpointer: Any = None,
+        echo: Any = None,
     ) -> None:
-        config = self.config()
-        if config.threads:
-            torch.set_num_threads(config.threads)
+        if dataset.train.ratings.shape[0] == 0:
+            raise DataError("cannot train on an empty training split")
+        if not self.needs_selection():
+            self._fit_config(dataset, self.config({}), on_epoch_end, checkpointer)
+            return
+        self._select(dataset, echo)
+
+    def _select(self, dataset: PreparedDataset, echo: Any = None) -> None:
+        """Choose among deeprec.selection's candidates on validation; keep the winner."""
+        valid_source = "the given validation split"
+        if dataset.valid.ratings.shape[0] == 0:
+            dataset = with_carved_validation(dataset, self.valid_fraction, self.seed)
+            valid_source = (
+                f"a seeded {self.valid_fraction:.0%} of the training ratings (every user and "
+                "item keeps one)"
+            )
+        if echo is None and self.verbose:
+            echo = print
+
+        def fit_candidate(settings: dict[str, Any]) -> DeepRec:
+            model = DeepRec(**{**self.get_params(), **settings, "verbose": False})
+            model._set_index(dataset)
+            model._fit_config(dataset, model.config({}))
+            return model
+
+        winner, report = select(fit_candidate, self.pinned(), valid_source=valid_source, echo=echo)
+        if echo is not None:
+            for line in report.lines():
+                echo(line)
+        fitted = {k: v for k, v in vars(winner).items() if k.endswith("_")}
+        vars(self).update(fitted)
+        self.selection_ = report.to_dict()
+
+    def _fit_config(
+        self,
+        dataset: PreparedDataset,
+        config: TrainConfig,
+        on_epoch_end: Any = None,
+        checkpointer: Any = None,
+    ) -> None:
+        """Train exactly `config` (every setting resolved) on the dataset."""
+        self.config_ = config
         # [ddp/device] train on the configured device; data-parallel when a process group is
         # up (torchrun: see deeprec.train.distributed).
         device = resolve_device(config.device)
         dist = current_context(device)
-        torch.manual_seed(config.seed)
-        if dataset.train.ratings.shape[0] == 0:
-            raise DataError("cannot train on an empty training split")
-        self._fit_center(dataset, config.center)
+        self._fit_center(dataset, config.center, config.standardize)
         data = self._centered_data(dataset, config.orientation)
-        self.module_ = build_model(config, data.train.shape[1]).to(device)
-        self.rows_ = data.train
+        with library_state(config.threads, config.seed):
+            self.module_ = build_model(config, data.train.shape[1]).to(device)
+            self.rows_ = data.train
+            self._train(dataset, config, data, dist, on_epoch_end, checkpointer)
+        self.module_ = self.module_.cpu()  # [device] a fitted estimator predicts/saves on CPU
+        self.module_.eval()
+
+    def _train(self, dataset, config, data, dist, on_epoch_end, checkpointer) -> None:
         trainer = Trainer(
             self.module_,
             config,
             data,
-            # residuals are not on the rating scale: the logged validation RMSE is unclipped
-            rating_range=None if config.center == "bias" else dataset.rating_range,
+            # validation RMSE: outputs mapped back to ratings and clipped, for any centring
+            rating_range=dataset.rating_range,
+            rating_scale=self._rating_scale(config.orientation),
             progress=self.verbose and (dist is None or dist.is_main),
             on_epoch_end=on_epoch_end,
             dist=dist,
@@ -157,15 +249,14 @@ class DeepRec(Recommender):
         if checkpointer is not None:  # reliability (issue 8): checkpoints and --resume
             checkpointer.attach(trainer)
         result = trainer.fit()
-        self.module_ = self.module_.cpu()  # [device] a fitted estimator predicts/saves on CPU
         self.history_: list[EpochRecord] = result.history
         self.best_epoch_ = result.best_epoch
         self.best_valid_rmse_ = result.best_valid_rmse
-        self.module_.eval()
 
     # ------------------------------------------------------------ centring
-    def _fit_center(self, dataset: PreparedDataset, center: str) -> None:
-        """center="bias": fit mu + b_u + b_i on the training split (else all zeros)."""
+    def _fit_center(self, dataset: PreparedDataset, center: str, standardize: bool) -> None:
+        """center="bias": fit mu + b_u + b_i on the training split (else all zeros);
+        standardize: the spread of what the network then sees becomes its unit."""
         if center == "bias":
             part = dataset.train
             self.center_mean_ = self.global_mean_
@@ -181,38 +272,72 @@ class DeepRec(Recommender):
             )
         else:
             self._fit_center_none()
+        self.center_scale_ = 1.0
+        if standardize:
+            part = dataset.train
+            seen = part.ratings.astype(np.float64) - self._baseline(part.users, part.items)
+            spread = float(seen.std())
+            self.center_scale_ = spread if np.isfinite(spread) and spread > 1e-12 else 1.0
 
     def _centered(self, matrix: CSRMatrix) -> CSRMatrix:
-        """A user x item CSR with the baseline subtracted from every stored rating."""
-        if self.center != "bias":
+        """A user x item CSR of what the network sees: (rating - baseline) / scale."""
+        scale = self._scale
+        if self._center != "bias" and scale == 1.0:
             return matrix
         rows = np.repeat(np.arange(matrix.shape[0]), matrix.row_lengths())
         base = self._baseline(rows, matrix.indices.astype(np.int64))
-        values = (matrix.values.astype(np.float64) - base).astype(np.float32)
+        values = ((matrix.values.astype(np.float64) - base) / scale).astype(np.float32)
         return CSRMatrix(matrix.indptr, matrix.indices, values, matrix.shape)
 
+    @property
+    def _scale(self) -> float:
+        return float(getattr(self, "center_scale_", 1.0))
+
     def _centered_data(self, dataset: PreparedDataset, orientation: str) -> OrientedData:
-        mats = {name: self._centered(dataset.csr(name)) for name in ("train", "valid", "test")}
+        """Training rows as the network sees them; validation and test stay raw ratings
+        (validation is scored on the rating scale through _rating_scale)."""
+        mats = {
+            "train": self._centered(dataset.csr("train")),
+            "valid": dataset.csr("valid"),
+            "test": dataset.csr("test"),
+        }
         if orientation == "item":
             mats = {name: m.transpose() for name, m in mats.items()}
         return OrientedData(**mats)
+
+    def _rating_scale(self, orientation: str) -> RatingScale:
+        """Outputs -> ratings for validation: output * scale + mu + b_row + b_col."""
+        rows, cols = self.center_user_bias_, self.center_item_bias_
+        if orientation == "item":
+            rows, cols = cols, rows
+        return RatingScale(self._scale, self.center_mean_, rows, cols)
 
     def _baseline(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         return self.center_mean_ + self.center_user_bias_[users] + self.center_item_bias_[items]
 
     def fit(
-        self, train: Any, valid: Any = None, *, on_epoch_end: Any = None, checkpointer: Any = None
+        self,
+        train: Any,
+        valid: Any = None,
+        *,
+        on_epoch_end: Any = None,
+        checkpointer: Any = None,
+        echo: Any = None,
     ) -> DeepRec:
         """Train on a DataFrame (user, item, rating) or a PreparedDataset.
 
         `on_epoch_end(record, improved)` is called after every epoch (used by run dirs);
-        `checkpointer` (train.checkpoint.Checkpointer) writes checkpoints and resumes.
+        `checkpointer` (train.checkpoint.Checkpointer) writes checkpoints and resumes; both
+        apply to a fully specified model, not to a selection. `echo(line)` receives the
+        selection's report (print when `verbose`).
         """
         from deeprec.base import as_dataset
 
         dataset = as_dataset(train, valid)
         self._set_index(dataset)
-        self._fit_dataset(dataset, on_epoch_end=on_epoch_end, checkpointer=checkpointer)
+        for name in ("config_", "selection_"):
+            vars(self).pop(name, None)  # a refit chooses again
+        self._fit_dataset(dataset, on_epoch_end=on_epoch_end, checkpointer=checkpointer, echo=echo)
         return self
 
     # ----------------------------------------------------------- predict
@@ -220,7 +345,7 @@ class DeepRec(Recommender):
         return predict_rows(self.module_, self.rows_, rows, batch_size=self.eval_batch_size)
 
     def _predict_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        rows, cols = (users, items) if self.orientation == "user" else (items, users)
+        rows, cols = (users, items) if self._orientation == "user" else (items, users)
         unique, inverse = np.unique(rows, return_inverse=True)
         out = np.empty(rows.shape[0], dtype=np.float64)
         chunk = max(1, self.eval_batch_size)
@@ -232,18 +357,16 @@ class DeepRec(Recommender):
             lo, hi = np.searchsorted(sorted_inv, [begin, begin + part.shape[0]])
             sel = order[lo:hi]
             out[sel] = outputs[inverse[sel] - begin, cols[sel]]
-        if self.center == "bias":
-            out += self._baseline(users, items)
-        return out
+        return out * self._scale + self._baseline(users, items)
 
     def _score_users(self, users: np.ndarray) -> np.ndarray:
         users = np.asarray(users, dtype=np.int64)
-        if self.orientation == "user":
+        if self._orientation == "user":
             scores = self._oriented_outputs(users).double().numpy()
         else:
             scores = self._item_oriented_scores(users)
-        if self.center == "bias":
-            scores += self._baseline(users[:, None], np.arange(self.n_items)[None, :])
+        scores *= self._scale
+        scores += self._baseline(users[:, None], np.arange(self.n_items)[None, :])
         return scores
 
     def _item_oriented_scores(self, users: np.ndarray) -> np.ndarray:
@@ -265,7 +388,7 @@ class DeepRec(Recommender):
 
     def _fold_in(self, items: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         """Encode a new user's ratings and read predictions off the output (user-based)."""
-        if self.orientation != "user":
+        if self._orientation != "user":
             raise DataError(
                 "an item-based model cannot fold in new users (its outputs are users); "
                 "fold in new items instead, or train with orientation='user'"
@@ -273,18 +396,18 @@ class DeepRec(Recommender):
         items = np.asarray(items, dtype=np.int64)
         base = self.user_baseline(items, ratings)
         if base is None:
-            return self._fold_in_vector(items, ratings)
-        resid = np.asarray(ratings, np.float64) - base[items]
-        return self._fold_in_vector(items, resid) + base
+            base = np.zeros(self.n_items)
+        resid = (np.asarray(ratings, np.float64) - base[items]) / self._scale
+        return self._fold_in_vector(items, resid) * self._scale + base
 
     def user_baseline(
         self, items: np.ndarray, ratings: np.ndarray, user: int | None = None
     ) -> np.ndarray | None:
         """center="bias": mu + b_u + b_i over all items (None when uncentred), for a known
         user index (its trained b_u) or a new user (b_u folded in from `ratings`). A caller
-        that runs the module itself (the HTTP batcher) feeds r - baseline[items] and adds the
-        baseline to the output."""
-        if self.center != "bias":
+        that runs the module itself (the HTTP batcher) feeds (r - baseline[items]) / scale
+        and maps outputs back with output * scale + baseline (see `output_scale`)."""
+        if self._center != "bias":
             return None
         mu, b_i = self.center_mean_, self.center_item_bias_
         if user is None:
@@ -295,23 +418,32 @@ class DeepRec(Recommender):
 
     def _fold_in_item(self, users: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         """Encode a new item's ratings by known users (item-based models only)."""
-        if self.orientation != "item":
+        if self._orientation != "item":
             raise DataError(
                 "a user-based model cannot fold in new items (its inputs are items); "
                 "fold in new users instead, or train with orientation='item'"
             )
         users = np.asarray(users, dtype=np.int64)
-        if self.center != "bias":
-            return self._fold_in_vector(users, ratings)
+        scale = self._scale
+        if self._center != "bias":
+            x = np.asarray(ratings, np.float64) / scale
+            return self._fold_in_vector(users, x) * scale
         mu, b_u = self.center_mean_, self.center_user_bias_
         b_i = fold_in_bias(users, ratings, mu, b_u, CENTER_REG_ITEM)
-        resid = np.asarray(ratings, np.float64) - (mu + b_u[users] + b_i)
-        return self._fold_in_vector(users, resid) + mu + b_u + b_i
+        resid = (np.asarray(ratings, np.float64) - (mu + b_u[users] + b_i)) / scale
+        return self._fold_in_vector(users, resid) * scale + mu + b_u + b_i
+
+    @property
+    def output_scale(self) -> float:
+        """The network's unit on the rating scale (1.0 unless standardize): inputs are
+        divided by it and outputs multiplied by it."""
+        return self._scale
 
     # ---------------------------------------------------------- save/load
     def _state_dict(self) -> dict[str, torch.Tensor]:
         state = {f"module.{k}": v for k, v in self.module_.state_dict().items()}
-        if self.center == "bias":
+        state["center.scale"] = torch.tensor([self._scale], dtype=torch.float64)
+        if self._center == "bias":
             state["center.global_mean"] = torch.tensor([self.center_mean_], dtype=torch.float64)
             state["center.user_bias"] = torch.from_numpy(
                 np.ascontiguousarray(self.center_user_bias_)
@@ -324,7 +456,10 @@ class DeepRec(Recommender):
     def _load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         if not any(k.startswith("center.") for k in state):
             self.center = "none"  # saved before `center` existed (or saved uncentred)
+        if "center.scale" not in state:
+            self.standardize = False  # saved before `standardize` existed
         config = self.config()
+        self.config_ = config
         n_inputs = self.n_items if config.orientation == "user" else self.n_users
         _check_encoder_shapes(state, n_inputs, config.hidden)  # before allocating (issue 8)
         module = build_model(config, n_inputs)
@@ -346,6 +481,10 @@ class DeepRec(Recommender):
         module.eval()
         self.module_ = module
         self._load_center(state, config.center)
+        scale = state.get("center.scale")
+        self.center_scale_ = 1.0 if scale is None else float(scale.reshape(-1)[0])
+        if not (np.isfinite(self.center_scale_) and self.center_scale_ > 0):
+            raise CheckpointError(f"invalid center.scale {self.center_scale_!r} in the weights")
         rows = self._centered(self.train_)
         self.rows_ = rows if config.orientation == "user" else rows.transpose()
 
@@ -369,9 +508,18 @@ class DeepRec(Recommender):
         self.center_user_bias_ = np.zeros(self.n_users)
         self.center_item_bias_ = np.zeros(self.n_items)
 
+    def _saved_params(self) -> dict[str, Any]:
+        """The trained settings (the chosen ones, after a selection), so that loading
+        rebuilds exactly this model."""
+        params = self.get_params()
+        params.update({k: v for k, v in self.config().to_dict().items() if k in params})
+        return params
+
     def _fitted_meta(self) -> dict[str, Any]:
         history = [r.to_dict() for r in getattr(self, "history_", [])]
+        selection = getattr(self, "selection_", None)
         return {
+            "selection": selection,
             "best_epoch": getattr(self, "best_epoch_", None),
             "best_valid_rmse": getattr(self, "best_valid_rmse_", None),
             "history": history,
@@ -379,6 +527,8 @@ class DeepRec(Recommender):
         }
 
     def _load_fitted_meta(self, meta: dict[str, Any]) -> None:
+        if meta.get("selection") is not None:
+            self.selection_ = meta["selection"]
         self.best_epoch_ = meta.get("best_epoch")
         self.best_valid_rmse_ = meta.get("best_valid_rmse")
         self.history_ = [EpochRecord(**r) for r in meta.get("history", [])]

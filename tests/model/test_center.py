@@ -22,12 +22,12 @@ def centred(dataset) -> DeepRec:
 
 
 def _residual_row(model: DeepRec, user: int) -> tuple[np.ndarray, np.ndarray]:
-    """The model's input for a training user, built by hand: r - (mu + b_u + b_i)."""
+    """The model's input for a training user, built by hand: (r - (mu + b_u + b_i)) / scale."""
     t = model.train_
     items = t.indices[t.indptr[user] : t.indptr[user + 1]].astype(np.int64)
     ratings = t.values[t.indptr[user] : t.indptr[user + 1]].astype(np.float64)
     base = model.center_mean_ + model.center_user_bias_[user] + model.center_item_bias_[items]
-    return items, ratings - base
+    return items, (ratings - base) / model.output_scale
 
 
 def test_center_is_a_validated_config_key() -> None:
@@ -48,7 +48,9 @@ def test_biases_are_bias_only_and_predictions_add_them_back(dataset, centred) ->
     with torch.no_grad():
         out = centred.module_.eval()(x)[0].double().numpy()
     all_items = np.arange(centred.n_items)
-    by_hand = bias._predict_indices(np.full(centred.n_items, user), all_items) + out
+    # standardize: the network's unit is the residuals' spread on the training split
+    by_hand = bias._predict_indices(np.full(centred.n_items, user), all_items)
+    by_hand = by_hand + out * centred.output_scale
     got = centred.predict(
         np.full(centred.n_items, centred.user_ids_[user]), centred.item_ids_, clip=False
     )
@@ -78,10 +80,13 @@ def test_fold_in_uses_the_new_users_bias(centred) -> None:
     b_u = (ratings - mu - b_i[items]).sum() / (CENTER_REG_USER + items.shape[0])
     assert b_u > 0.1  # a generous rater
     x = torch.zeros(1, centred.n_items)
-    x[0, torch.as_tensor(items)] = torch.as_tensor(ratings - mu - b_u - b_i[items]).float()
+    scale = centred.output_scale
+    resid = (ratings - mu - b_u - b_i[items]) / scale
+    x[0, torch.as_tensor(items)] = torch.as_tensor(resid).float()
     with torch.no_grad():
         out = centred.module_(x)[0].double().numpy()
-    np.testing.assert_allclose(centred._fold_in(items, ratings), mu + b_u + b_i + out, atol=1e-5)
+    want = mu + b_u + b_i + out * scale
+    np.testing.assert_allclose(centred._fold_in(items, ratings), want, atol=1e-5)
 
 
 def test_fold_in_of_a_training_users_ratings_reproduces_its_scores(centred) -> None:
@@ -136,7 +141,9 @@ def test_export_sidecar_describes_the_centring(tmp_path, dataset, centred) -> No
     items, resid = _residual_row(centred, user)
     x = np.zeros((1, centred.n_items), np.float32)
     x[0, items] = resid
-    pred = run_exported(out, "torchscript", x)[0] + side["center_global_mean"]
+    assert side["output_scale"] == pytest.approx(centred.output_scale)
+    pred = run_exported(out, "torchscript", x)[0] * side["output_scale"]
+    pred = pred + side["center_global_mean"]
     pred = pred + side["center_user_bias"][user] + np.asarray(side["center_item_bias"])
     want = centred._score_users(np.array([user]))[0]
     np.testing.assert_allclose(pred, want, atol=1e-4)

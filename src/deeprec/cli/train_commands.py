@@ -63,6 +63,7 @@ def train(
     """
     from deeprec.ensemble import is_ensemble_yaml
     from deeprec.errors import ConfigError
+    from deeprec.selection import needs_selection
     from deeprec.train.config import TrainConfig
     from deeprec.train.distributed import LaunchEnv, distributed_session
     from deeprec.train.run import (
@@ -70,6 +71,7 @@ def train(
         never_checkpointed,
         resume_device,
         resume_run,
+        select_run,
         train_ensemble_run,
         train_run,
     )
@@ -110,6 +112,19 @@ def train(
             progress=not quiet,
             echo=typer.echo,
         )
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    if config is None and needs_selection(overrides):
+        if auto_resume or LaunchEnv.from_env() is not None:
+            raise ConfigError(
+                "without --config the model is chosen on validation in one process; under "
+                "torchrun or with --auto-resume pass --config (a selection run's RUN/config.yaml "
+                "is the chosen model's config)"
+            )
+        summary = select_run(
+            data, TrainConfig.override_values(overrides), out, overwrite=overwrite,
+            progress=not quiet, echo=typer.echo,
+        )  # fmt: skip
         typer.echo(json.dumps(summary, indent=2, default=str))
         return
     cfg = TrainConfig.from_yaml(config) if config else TrainConfig()

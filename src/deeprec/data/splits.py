@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from deeprec.data.carve import carve_mask
 from deeprec.data.indexing import EXCLUDED, HOLDOUT, TEST, TRAIN, VALID, Columns
 from deeprec.errors import DataError
 
@@ -229,7 +230,8 @@ def finalize(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, SplitReport]:
     """Apply the common rules to labelled columns.
 
-    1. Without any validation rows, a seeded `valid_fraction` of train becomes validation.
+    1. Without any validation rows, a seeded `valid_fraction` of train becomes validation,
+       leaving every user and item at least one training rating (data/carve.py).
     2. Maps come from train; valid/test/holdout rows with an unseen user or item are dropped
        (counted), unless `keep_unseen` (then the maps cover them too).
     3. Holdout rows are cut into exact halves: validation, test (seeded permutation).
@@ -245,12 +247,12 @@ def finalize(
         if train_ts.size:
             report.threshold = _iso(int(train_ts.max()))
     if not (labels == VALID).any() and not (labels == HOLDOUT).any() and valid_fraction > 0:
+        # every user and item keeps a training rating, so no valid/test row becomes unseen
         train_rows = np.flatnonzero(labels == TRAIN)
-        n_valid = round(train_rows.size * valid_fraction)
-        if n_valid:
-            chosen = np.random.default_rng([seed, 2]).choice(train_rows, n_valid, replace=False)
-            labels[np.sort(chosen)] = VALID
-        report.valid_from_train = n_valid
+        rng = np.random.default_rng([seed, 2])
+        picked = carve_mask(cols.users[train_rows], cols.items[train_rows], valid_fraction, rng)
+        labels[train_rows[picked]] = VALID
+        report.valid_from_train = int(picked.sum())
     if not (labels == TRAIN).any():
         raise DataError(f"split {spec.text!r} leaves the training set empty", field="split")
     rows = labels >= 0 if keep_unseen else labels == TRAIN

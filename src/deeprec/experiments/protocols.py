@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from deeprec.data.carve import carve_mask
 from deeprec.data.table import to_ratings_table
 from deeprec.errors import ConfigError, DataError
 
@@ -73,15 +74,16 @@ def _to_pandas(frame: Any) -> pd.DataFrame:
 def carve_validation(
     train: pd.DataFrame, fraction: float, seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """Move a seeded random `fraction` of the training rows into a validation set."""
+    """Move a seeded random `fraction` of the training rows into a validation set; every user
+    and item keeps at least one training rating (data/carve.py)."""
     if not 0.0 <= fraction < 1.0:
         raise ConfigError(f"valid_fraction must be in [0, 1), got {fraction!r}")
     if fraction == 0.0:
         return train.reset_index(drop=True), None
     rng = np.random.default_rng(seed)
-    n_valid = round(fraction * len(train))
-    picked = np.zeros(len(train), dtype=bool)
-    picked[rng.permutation(len(train))[:n_valid]] = True
+    users = pd.factorize(train["user"])[0]
+    items = pd.factorize(train["item"])[0]
+    picked = carve_mask(users, items, fraction, rng)
     return train[~picked].reset_index(drop=True), train[picked].reset_index(drop=True)
 
 

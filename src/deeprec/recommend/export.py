@@ -103,14 +103,24 @@ def export_model(
         "input_ids": ids.tolist(),
         "note": "input vector: ratings at the positions of input_ids, 0 elsewhere",
     }
-    if getattr(model, "center", "none") == "bias":  # the graph maps residuals to residuals
+    scale = float(getattr(model, "output_scale", 1.0))
+    if scale != 1.0:  # standardize: the graph works in units of the training spread
+        sidecar.update(
+            output_scale=scale,
+            note="standardize: input = rating / output_scale at the positions of input_ids, "
+            "0 elsewhere; prediction = output * output_scale",
+        )
+    center = model.config().center if hasattr(model, "config_") else "none"
+    if center == "bias":  # the graph maps residuals to residuals
         sidecar.update(
             center="bias",
+            output_scale=scale,
             center_global_mean=float(model.center_mean_),  # type: ignore[attr-defined]
             center_user_bias=model.center_user_bias_.tolist(),  # type: ignore[attr-defined]
             center_item_bias=model.center_item_bias_.tolist(),  # type: ignore[attr-defined]
-            note="center=bias: input = r - (mu + b_user + b_item) at the positions of "
-            "input_ids, 0 elsewhere; prediction = output + mu + b_user + b_item (the user/item "
+            note="center=bias: input = (r - (mu + b_user + b_item)) / output_scale at the "
+            "positions of input_ids, 0 elsewhere; prediction = output * output_scale + mu + "
+            "b_user + b_item (the user/item "
             "biases index user_ids/item_ids in sorted raw-id order)",
         )
     with atomic_file(out.with_name(out.name + ".json"), "w") as handle:

@@ -182,11 +182,15 @@ def create_app(
     low, high = model.rating_range_
 
     async def centred_forward(index: np.ndarray, values: np.ndarray, u: int | None) -> Any:
-        """The batched forward pass; a center="bias" model sees residuals (estimator.py)."""
+        """The batched forward pass; a center="bias" model sees residuals, a standardised
+        one residuals over its spread (estimator.py)."""
         base = model.user_baseline(index, values, u) if hasattr(model, "user_baseline") else None
-        if base is None:
+        scale = float(getattr(model, "output_scale", 1.0))
+        if base is None and scale == 1.0:
             return await batcher(index, values)
-        return await batcher(index, values - base[index]) + base
+        if base is None:
+            base = np.zeros(model.n_items)
+        return await batcher(index, (values - base[index]) / scale) * scale + base
 
     async def scores_of(user: Any, ratings: dict[str, float] | None) -> dict[str, Any]:
         """Raw scores over all items, the rated item indices, and what was not used."""

@@ -48,6 +48,10 @@ class TrainConfig:
     # baseline fitted on the training split (added back at prediction; docs/results/center.md).
     # The validation RMSE logged during training is then on residuals and unclipped.
     center: str = "bias"
+    # true: the autoencoder sees (r - baseline) / s, s the spread of those values on the
+    # training split, and predicts back on the rating scale; lr, L2 and initialisation then
+    # mean the same on 1-5 stars, 1-100 or -10..10 (the baseline is 0 for center: none)
+    standardize: bool = True
     # training procedure
     refeed_steps: int = 0
     input_dropout: float = 0.0
@@ -166,6 +170,7 @@ class TrainConfig:
         for key in (
             "constrained",
             "decay_biases",
+            "standardize",
             "rated_indicator",
             "reuse_freed_memory",
             "lazy_updates",
@@ -222,6 +227,13 @@ class TrainConfig:
             except yaml.YAMLError as exc:
                 raise ConfigError(f"--set {key}: cannot parse {raw!r} ({exc})") from None
         return self.from_dict(values, source="--set")
+
+    @classmethod
+    def override_values(cls, assignments: list[str]) -> dict[str, Any]:
+        """`key=value` strings as {key: parsed value}, checked as with_overrides checks
+        them (unknown keys and bad values are ConfigErrors)."""
+        cls().with_overrides(assignments)
+        return {a.partition("=")[0].strip(): load_yaml(a.partition("=")[2]) for a in assignments}
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)

@@ -6,6 +6,8 @@ compute="fast" (default) feeds the sparse rows through `embedding_bag` (no dense
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -75,6 +77,29 @@ def predict_rows(
     return torch.cat(outputs)
 
 
+@dataclass(frozen=True)
+class RatingScale:
+    """How a model's outputs map back to ratings: rating = output * scale + baseline, with
+    baseline = mean + row_bias[row] + col_bias[col] (oriented rows and columns).
+
+    It lets validation be scored on the rating scale, clipped to the rating range, whatever
+    the model sees (raw, centred or standardised values), so every candidate of a model
+    selection is judged by the same number."""
+
+    scale: float = 1.0
+    mean: float = 0.0
+    row_bias: np.ndarray | None = None
+    col_bias: np.ndarray | None = None
+
+    def baseline(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        base = np.full(rows.shape[0], self.mean, dtype=np.float64)
+        if self.row_bias is not None:
+            base += self.row_bias[rows]
+        if self.col_bias is not None:
+            base += self.col_bias[cols]
+        return base
+
+
 @torch.no_grad()
 def evaluate_sse(
     model: AutoEncoder,
@@ -84,8 +109,13 @@ def evaluate_sse(
     batch_size: int = 1024,
     clip: tuple[float, float] | None = None,
     compute: str = "fast",
+    ratings: RatingScale | None = None,
 ) -> tuple[float, float, int]:
-    """(sum of squared errors, sum of absolute errors, count) over eval_rows' entries."""
+    """(sum of squared errors, sum of absolute errors, count) over eval_rows' entries.
+
+    With `ratings`, eval_rows hold raw ratings and outputs are mapped to the rating scale
+    (then clipped to `clip`) before they are compared; without it both are compared as
+    they are."""
     rows = np.flatnonzero(eval_rows.row_lengths() > 0)
     was_training = model.training
     model.eval()
@@ -99,6 +129,10 @@ def evaluate_sse(
             out = forward(row_batch(train_rows, chunk).to(device))
             target = row_batch(eval_rows, chunk).to(device)
             pred = out[target.local, target.cols].double()
+            if ratings is not None:
+                local, cols = target.local.cpu().numpy(), target.cols.cpu().numpy()
+                base = ratings.baseline(chunk[local], cols)
+                pred = pred * ratings.scale + torch.from_numpy(base).to(pred.device)
             if clip is not None:
                 pred = pred.clamp(clip[0], clip[1])
             err = pred - target.values.double()

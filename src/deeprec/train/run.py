@@ -69,6 +69,59 @@ def train_run(
         return _train(run, dataset, config, checkpointer, progress=progress, echo=echo)
 
 
+def select_run(
+    data_dir: str | Path,
+    settings: dict[str, Any],
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """`deeprec train` without --config: choose the model on validation among
+    deeprec.selection's candidates (`settings` from --set pin keys in every candidate),
+    keep the winner. The run directory gets what train_run writes (config.yaml is the
+    chosen config, so `--config RUN/config.yaml` retrains it) plus selection.json. No
+    checkpoints are kept while candidates train: an interrupted selection starts again."""
+    dataset = PreparedDataset.load(data_dir)
+    run = RunDir(out)
+    model = DeepRec(**settings, verbose=False)
+    model.get_params()  # unknown keys fail in the constructor already
+    with RunLock(out):
+        with writing(run.path, "run directory"):
+            run.create(overwrite=overwrite)
+            run.write_json(
+                "dataset.json",
+                {"path": str(Path(data_dir).resolve()), "meta": dataset.meta},
+            )
+        started = time.perf_counter()
+        echo("choosing the model on validation (deeprec.selection; --config skips this)")
+        model.fit(dataset, echo=echo)
+        with writing(run.path / "config.yaml", "config"):
+            run.write_text("config.yaml", model.config().to_yaml())
+            run.write_json("selection.json", model.selection_)
+        with writing(run.metrics_path, "metrics"):
+            for record in model.history_:
+                run.append_metrics(record.to_dict())
+        with writing(run.path / "curves.png", "curves"):
+            run.plot_curves()
+        with writing(run.best, "best model", kept="the previous best model is intact"):
+            model.save(run.best)
+        summary: dict[str, Any] = {
+            "selected": model.selection_["winner"],
+            "best_epoch": model.best_epoch_,
+            "best_valid_rmse": model.best_valid_rmse_,
+            "epochs_run": len(model.history_),
+            "train_seconds": time.perf_counter() - started,
+            "architecture": model.module.architecture(),
+        }
+        if len(dataset.test):
+            summary["test"] = model.score(dataset, "test")
+        with writing(run.path / "summary.json", "summary"):
+            run.write_json("summary.json", summary)
+        return summary
+
+
 def has_checkpoint(out: str | Path) -> bool:
     """Whether `out` holds a checkpoint file to resume from (`--auto-resume`)."""
     return bool(list_checkpoints(Path(out) / CHECKPOINT_DIR))

@@ -24,7 +24,7 @@ from deeprec.errors import TrainingError
 from deeprec.model.autoencoder import AutoEncoder
 from deeprec.train.config import TrainConfig
 from deeprec.train.distributed import DataParallel, DistContext, model_device
-from deeprec.train.evaluation import evaluate_sse
+from deeprec.train.evaluation import RatingScale, evaluate_sse
 from deeprec.train.heap import reuse_freed_memory
 from deeprec.train.optim import build_optimizer, build_scheduler
 from deeprec.train.step import StepResult, make_step
@@ -97,6 +97,7 @@ class Trainer:
         data: OrientedData,
         *,
         rating_range: tuple[float, float] | None = None,
+        rating_scale: RatingScale | None = None,
         progress: bool = False,
         on_epoch_end: EpochCallback | None = None,
         on_batch_end: BatchCallback | None = None,
@@ -106,6 +107,8 @@ class Trainer:
         self.config = config
         self.data = data
         self.rating_range = rating_range
+        # outputs -> ratings, so validation is clipped RMSE on the rating scale (evaluation.py)
+        self.rating_scale = rating_scale
         self.progress = progress
         self.on_epoch_end = on_epoch_end
         self.on_batch_end = on_batch_end
@@ -254,6 +257,7 @@ class Trainer:
                 batch_size=config.eval_batch_size,
                 clip=self.rating_range,
                 compute=config.compute,
+                ratings=self.rating_scale,
             )
             valid_rmse = math.sqrt(v_sse / v_n)
             valid_mae = v_sae / v_n

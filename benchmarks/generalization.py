@@ -1,0 +1,172 @@
+"""Do the defaults carry over to ratings nobody tuned on? DeepRec vs Surprise on many sets.
+
+    PYTHONPATH=src python benchmarks/generalization.py --out docs/results/generalization.md
+
+For every set of benchmarks/generalization_sets.py (the real sets of ../shared/data, two
+synthetic scales, a very sparse and a dense cut) this fits, on the same training part:
+
+- `DeepRec()`: the data-driven defaults (candidate selection on the validation split);
+- the shipped presets named by ``--presets`` (item-based `ml-100k` by default);
+- Surprise's four default models (SVD++, SVD, BaselineOnly, KNNBaseline), which cannot use a
+  validation split and so train on train + validation.
+
+and scores each once on the test part: RMSE and MAE of predictions clipped to the rating
+scale, and fit time as a ratio to SVD++ measured in the same run. Results are kept per
+(set, method) in the JSON beside ``--out``; ``--reuse`` keeps earlier entries of methods not
+asked for again, so the slow Surprise fits need not be repeated after a change to ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import SurpriseModel, machine, markdown_table  # noqa: E402
+from deeprec import DeepRec  # noqa: E402
+from deeprec.presets import load_preset  # noqa: E402
+from generalization_sets import SETS  # noqa: E402
+
+SURPRISE = ("SVD++", "SVD", "BaselineOnly", "KNNBaseline")
+
+
+def surprise_model(name: str) -> SurpriseModel:
+    import surprise
+
+    makers = {
+        "SVD++": lambda: surprise.SVDpp(random_state=0, cache_ratings=True),
+        "SVD": lambda: surprise.SVD(random_state=0),
+        "BaselineOnly": lambda: surprise.BaselineOnly(verbose=False),
+        "KNNBaseline": lambda: surprise.KNNBaseline(verbose=False),
+    }
+    return SurpriseModel(name, makers[name])
+
+
+def run_method(method: str, dataset: Any) -> dict[str, Any]:
+    """Fit one method on `dataset`'s train (+ valid) and score it on test."""
+    test = dataset.to_pandas("test")
+    started = time.perf_counter()
+    if method.startswith("surprise:"):
+        model = surprise_model(method.split(":", 1)[1])
+        model.fit(dataset.to_pandas("train"), dataset.to_pandas("valid"))
+        seconds = time.perf_counter() - started
+        scores = model.score(test)
+        extra: dict[str, Any] = {}
+    else:
+        if method == "defaults":
+            model = DeepRec()
+        else:
+            model = DeepRec(**load_preset(method.split(":", 1)[1]).to_dict())
+        model.fit(dataset)
+        seconds = time.perf_counter() - started
+        scores = model.score(test)
+        extra = {"best_epoch": getattr(model, "best_epoch_", None)}
+        selection = getattr(model, "selection_", None)
+        if selection is not None:
+            extra["selected"] = selection.get("winner")
+            extra["candidate_seconds"] = selection.get("candidate_seconds")
+    return {
+        "rmse": scores["rmse"],
+        "mae": scores["mae"],
+        "n": scores["n"],
+        "fit_seconds": round(seconds, 2),
+        **extra,
+    }
+
+
+def render(results: dict[str, dict[str, dict]], header: list[str]) -> str:
+    rows = []
+    for set_name, methods in results.items():
+        svdpp = methods.get("surprise:SVD++", {}).get("fit_seconds")
+        best_surprise = min(
+            (m["rmse"] for k, m in methods.items() if k.startswith("surprise:")), default=None
+        )
+        for method, m in methods.items():
+            ratio = "" if not svdpp else f"{m['fit_seconds'] / svdpp:.2f}"
+            margin = "" if best_surprise is None else f"{m['rmse'] - best_surprise:+.4f}"
+            rows.append(
+                {
+                    "set": set_name,
+                    "method": method,
+                    "RMSE": f"{m['rmse']:.4f}",
+                    "MAE": f"{m['mae']:.4f}",
+                    "vs best Surprise": margin,
+                    "fit s": f"{m['fit_seconds']:.1f}",
+                    "fit / SVD++": ratio,
+                    "chosen": m.get("selected") or "",
+                }
+            )
+    columns = ["set", "method", "RMSE", "MAE", "vs best Surprise", "fit s", "fit / SVD++"]
+    return "\n".join([*header, "", markdown_table(rows, [*columns, "chosen"]), ""])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", default=",".join(SETS))
+    parser.add_argument(
+        "--methods",
+        default="defaults,preset:ml-100k," + ",".join(f"surprise:{n}" for n in SURPRISE),
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs/results/generalization.md")
+    parser.add_argument("--reuse", action="store_true", help="keep other methods' entries")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    store = args.out.with_suffix(".json")
+    saved = json.loads(store.read_text()) if args.reuse and store.exists() else {}
+    results: dict[str, dict[str, dict]] = saved.get("results", {})
+    runs: list[dict] = saved.get("runs", [])
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    run = {
+        "started": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "commit": commit,
+        "methods": args.methods,
+        "sets": args.sets,
+    }
+    for set_name in args.sets.split(","):
+        dataset = SETS[set_name][1]()
+        for method in args.methods.split(","):
+            np.random.seed(0)
+            entry = run_method(method, dataset)
+            entry["commit"] = commit
+            results.setdefault(set_name, {})[method] = entry
+            print(set_name, method, entry, file=sys.stderr, flush=True)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            store.write_text(json.dumps({"results": results, "runs": [*runs, run]}, indent=1))
+    header = [
+        "# Generalisation: DeepRec's defaults vs Surprise's default models",
+        "",
+        "Command (repository root): `PYTHONPATH=src python benchmarks/generalization.py "
+        f"--sets {args.sets} --methods {args.methods}"
+        f"{' --reuse' if args.reuse else ''}` (runs below; per-entry commits in the JSON).",
+        "",
+        *[
+            f"- {r['started']}, commit {r['commit']}: {r['machine']}; sets {r['sets']}; "
+            f"methods {r['methods']}"
+            for r in [*runs, run]
+        ],
+        "",
+        "Sets: " + "; ".join(f"`{k}`: {v[0]}" for k, v in SETS.items() if k in results) + ".",
+        "RMSE/MAE on test predictions clipped to the rating scale. Surprise trains on "
+        "train + validation (it cannot use a validation split); DeepRec uses validation "
+        "for its choices and early stopping. `fit / SVD++` is the fit time over SVD++'s "
+        "on the same set in the same run.",
+    ]
+    args.out.write_text(render(results, header))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Choosing a model on validation: fit the candidates, keep the one with the lowest
+validation RMSE (clipped, on the rating scale: the one number every candidate shares).
+
+The search is bounded: three first-round candidates, then L2 steps of 3x around the best
+while they gain (at most four more fits). The winner is kept as fitted, not refitted on
+train + validation: refitting for a fixed number of epochs was less reliable than keeping
+the selected model (issue 18's measurements).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from deeprec.selection.candidates import L2_STEP, MAX_L2_STEPS, first_round, with_l2
+
+
+@dataclass
+class Trial:
+    name: str
+    settings: dict[str, Any]
+    valid_rmse: float
+    best_epoch: int | None
+    seconds: float
+
+
+@dataclass
+class SelectionReport:
+    """What was tried, how each did, and why the winner won (stored in the run directory
+    as selection.json and on the fitted estimator as `selection_`)."""
+
+    trials: list[Trial] = field(default_factory=list)
+    winner: str | None = None
+    reason: str = ""
+    pinned: dict[str, Any] = field(default_factory=dict)
+    valid_source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["candidate_seconds"] = [t.seconds for t in self.trials]
+        return out
+
+    def lines(self) -> list[str]:
+        """Human-readable summary, one line per trial, then the verdict."""
+        out = [f"model selection on {self.valid_source}:"]
+        for t in self.trials:
+            mark = "*" if t.name == self.winner else " "
+            s = t.settings
+            out.append(
+                f" {mark} {t.name:<22} valid RMSE {t.valid_rmse:.4f}  (epoch {t.best_epoch}, "
+                f"{t.seconds:.1f} s; {s['orientation']}-based, center {s['center']}, "
+                f"L2 {s['weight_decay']:.3g})"
+            )
+        out.append(f"chosen: {self.winner} ({self.reason})")
+        return out
+
+
+FitFn = Callable[[dict[str, Any]], Any]  # settings -> fitted estimator (best_valid_rmse_)
+
+
+def select(
+    fit: FitFn,
+    pinned: dict[str, Any],
+    *,
+    valid_source: str,
+    echo: Callable[[str], None] | None = None,
+) -> tuple[Any, SelectionReport]:
+    """Fit the candidates under `pinned` and return (winning fitted model, report)."""
+    report = SelectionReport(pinned=dict(pinned), valid_source=valid_source)
+    best: tuple[Trial, Any] | None = None
+
+    def run(name: str, settings: dict[str, Any]) -> Trial:
+        nonlocal best
+        started = time.perf_counter()
+        model = fit(settings)
+        score = model.best_valid_rmse_
+        trial = Trial(
+            name,
+            settings,
+            float("inf") if score is None else float(score),
+            model.best_epoch_,
+            round(time.perf_counter() - started, 2),
+        )
+        report.trials.append(trial)
+        if echo is not None:
+            echo(
+                f"  tried {name}: valid RMSE {trial.valid_rmse:.4f} "
+                f"(best epoch {trial.best_epoch}, {trial.seconds:.1f} s)"
+            )
+        if best is None or trial.valid_rmse < best[0].valid_rmse:
+            best = (trial, model)
+        return trial
+
+    for name, settings in first_round(pinned).items():
+        run(name, settings)
+    assert best is not None
+    if "weight_decay" not in pinned and len(report.trials) > 0:
+        _search_l2(run, lambda: best[0])  # type: ignore[index]
+    trial, model = best
+    report.winner = trial.name
+    report.reason = _reason(report.trials, trial)
+    return model, report
+
+
+def _search_l2(run: Callable[[str, dict[str, Any]], Trial], best: Callable[[], Trial]) -> None:
+    """Try L2 x3 and /3 of the best; keep stepping the way that gained."""
+    centre = best()
+    up = run(f"{centre.name} L2x{L2_STEP:g}", with_l2(centre.settings, L2_STEP))
+    down = run(f"{centre.name} L2/{L2_STEP:g}", with_l2(centre.settings, 1 / L2_STEP))
+    for trial, factor in ((up, L2_STEP), (down, 1 / L2_STEP)):
+        if best() is not trial:
+            continue
+        step = trial
+        for k in range(MAX_L2_STEPS):
+            name = f"{centre.name} L2{'x' if factor > 1 else '/'}{L2_STEP ** (k + 2):g}"
+            nxt = run(name, with_l2(step.settings, factor))
+            if best() is not nxt:
+                break
+            step = nxt
+
+
+def _reason(trials: list[Trial], winner: Trial) -> str:
+    others = sorted(t.valid_rmse for t in trials if t is not winner)
+    if not others:
+        return "the only candidate left by the explicit settings"
+    return (
+        f"lowest validation RMSE, {winner.valid_rmse:.4f} against {others[0]:.4f} for the "
+        f"runner-up, among {len(trials)} candidates"
+    )
