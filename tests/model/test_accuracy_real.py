@@ -3,6 +3,10 @@
 - ML-100K u1.base/u1.test (validation: a seeded 5% of u1.base): a short CPU run of the
   item-based ml-100k preset, with mini-batches so that 25 epochs suffice (the full preset
   trains full-batch for ~130 epochs), reaches test RMSE < 0.95.
+- The data-driven defaults (`DeepRec()`, deeprec.selection) on FilmTrust and on the ML-1M
+  subset's dense cut beat the best of Surprise's four default models there, within a small
+  margin of their measured RMSE (docs/results/generalization.md).
+- The ml-100k preset, full length, on u1 with a 10% validation carve-out.
 - ML-1M users 1-2999, time split (latest 10% by time, 50/50 valid/test): below the
   bias-only baseline (mu + b_u + b_i, regularised, as Surprise's BaselineOnly) computed here,
   after 90 full-batch epochs of the item-based ml-1m preset with the stronger L2 of the
@@ -54,7 +58,7 @@ def test_ml100k_u1_short_run_below_095() -> None:
     dataset = prepare_dataset([base, test], "movielens", "given", seed=0, valid_fraction=0.05)
     model = _fit(dataset, "ml-100k", epochs=25, batch_size=256, lr=0.003, weight_decay=0.003)
     result = model.score(dataset, "test")
-    assert result["n"] == 19_963  # u1.test less its 37 ratings of items absent from u1.base
+    assert result["n"] == 19_968  # u1.test less its 32 ratings of items absent from u1.base
     assert result["rmse"] < 0.95, result
     assert bias_only_rmse(dataset) > result["rmse"]
 
@@ -87,3 +91,43 @@ def test_ml100k_u1_ensemble_beats_each_member() -> None:
         pred = np.clip(member._predict_indices(part.users, part.items), 1.0, 5.0)
         assert blended < float(np.sqrt(np.mean((pred - truth) ** 2))) - 0.001
     assert blended < 0.90, blended
+
+
+def _random_split(path, fmt: str, **kw):
+    return prepare_dataset([path], fmt, "random:0.8,0.1,0.1", seed=0, **kw)
+
+
+def test_defaults_on_filmtrust_beat_surprise() -> None:
+    """generalization.md: DeepRec() 0.7685 (2 threads), best Surprise default SVD 0.7810."""
+    path = shared_file("filmtrust", "ratings.txt")
+    with pytest.warns(Warning, match="duplicate"):
+        dataset = _random_split(path, "csv", columns="user=0,item=1,rating=2")
+    model = DeepRec(threads=2).fit(dataset)
+    assert model.score(dataset, "test")["rmse"] < 0.776
+
+
+def test_defaults_on_a_dense_cut_beat_surprise(tmp_path) -> None:
+    """The ML-1M subset's 100 most-rated items, users with >= 50 of them (as
+    benchmarks/generalization_sets.py cuts it): DeepRec() 0.8019, best Surprise SVD++ 0.8160."""
+    import pandas as pd
+
+    frame = pd.read_csv(
+        shared_file("ml-1m-users1-2999", "ratings.dat.gz"), sep="::", engine="python", header=None
+    )
+    frame.columns = ["user", "item", "rating", "timestamp"]
+    part = frame[frame["item"].isin(frame["item"].value_counts().index[:100])]
+    counts = part["user"].value_counts()
+    part = part[part["user"].isin(counts.index[counts >= 50])]
+    part[["user", "item", "rating"]].to_csv(tmp_path / "dense.csv", index=False)
+    dataset = _random_split(tmp_path / "dense.csv", "csv")
+    model = DeepRec(threads=2).fit(dataset)
+    assert model.score(dataset, "test")["rmse"] < 0.810
+
+
+def test_ml100k_preset_full_run() -> None:
+    """The item-based ml-100k preset as shipped, u1 with a 10% carve-out: 0.9023 measured."""
+    base = shared_file("ml-100k", "u1.base")
+    test = shared_file("ml-100k", "u1.test")
+    dataset = prepare_dataset([base, test], "movielens", "given", seed=0, valid_fraction=0.1)
+    model = _fit(dataset, "ml-100k")
+    assert model.score(dataset, "test")["rmse"] < 0.906

@@ -73,7 +73,9 @@ class TrainConfig:
     lr_schedule: str = "none"
     lr_milestones: list[int] = field(default_factory=lambda: [24, 36, 48, 66, 72])
     lr_gamma: float = 0.5
-    early_stopping: int = 0  # patience in epochs without validation improvement; 0 = off
+    # patience in epochs without validation improvement (0 = off); on by default, and it
+    # only acts where a validation split exists
+    early_stopping: int = 10
     seed: int = 42
     # execution
     compute: str = "fast"
