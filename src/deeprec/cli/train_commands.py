@@ -25,7 +25,10 @@ def train(
         Path | None, typer.Option(help="Run directory to create (config, metrics, models).")
     ] = None,
     config: Annotated[
-        Path | None, typer.Option(help="YAML config (see configs/); defaults when omitted.")
+        Path | None,
+        typer.Option(
+            help="YAML config (see configs/); without it the model is chosen on validation (deeprec.selection)."
+        ),
     ] = None,
     set_: Annotated[
         list[str] | None,

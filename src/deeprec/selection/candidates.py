@@ -10,8 +10,8 @@ Two model families, each known to win on some shapes of data (docs/results/gener
 
 Every candidate standardises what the network sees (``standardize: true``), so learning rate,
 L2 and initialisation mean the same on any rating scale. L2 (``weight_decay``) is then
-searched around each family's starting strength in steps of 3x, because the best strength
-moves a lot between data sets.
+searched in steps of 3x around the two best first-round candidates, because the best
+strength moves a lot between data sets.
 """
 
 from __future__ import annotations
@@ -67,8 +67,9 @@ FIRST_ROUND: dict[str, dict[str, Any]] = {
     "item-wide": ITEM_WIDE,
     "item-wide-raw": {**ITEM_WIDE, "center": "none"},
 }
-L2_STEP = 3.0  # weight_decay is tried at x3 and /3 of the best, then further while it gains
-MAX_L2_STEPS = 2  # at most this many steps beyond the first neighbour, in one direction
+L2_STEP = 3.0  # weight_decay is tried at x3 and /3, then further while it gains
+MAX_L2_STEPS = 1  # at most this many steps beyond the first neighbour, in one direction
+SEARCHED_FAMILIES = 2  # the L2 search runs around this many of the best first-round fits
 
 
 def needs_selection(assignments: list[str]) -> bool:

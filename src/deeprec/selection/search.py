@@ -1,8 +1,10 @@
 """Choosing a model on validation: fit the candidates, keep the one with the lowest
 validation RMSE (clipped, on the rating scale: the one number every candidate shares).
 
-The search is bounded: three first-round candidates, then L2 steps of 3x around the best
-while they gain (at most four more fits). The winner is kept as fitted, not refitted on
+The search is bounded: three first-round candidates, then L2 steps of 3x around each of
+the two best (x3 and /3, and one step further the way that gained): at most nine fits.
+Both families get their L2 searched because the first round compares them at one L2 each,
+and the best L2 moves a lot between data sets (issue 18: about 300-fold). The winner is kept as fitted, not refitted on
 train + validation: refitting for a fixed number of epochs was less reliable than keeping
 the selected model (issue 18's measurements).
 """
@@ -14,7 +16,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from deeprec.selection.candidates import L2_STEP, MAX_L2_STEPS, first_round, with_l2
+from deeprec.selection.candidates import (
+    L2_STEP,
+    MAX_L2_STEPS,
+    SEARCHED_FAMILIES,
+    first_round,
+    with_l2,
+)
 
 
 @dataclass
@@ -96,29 +104,29 @@ def select(
     for name, settings in first_round(pinned).items():
         run(name, settings)
     assert best is not None
-    if "weight_decay" not in pinned and len(report.trials) > 0:
-        _search_l2(run, lambda: best[0])  # type: ignore[index]
+    if "weight_decay" not in pinned:
+        for centre in sorted(report.trials, key=lambda t: t.valid_rmse)[:SEARCHED_FAMILIES]:
+            _search_l2(run, centre)
     trial, model = best
     report.winner = trial.name
     report.reason = _reason(report.trials, trial)
     return model, report
 
 
-def _search_l2(run: Callable[[str, dict[str, Any]], Trial], best: Callable[[], Trial]) -> None:
-    """Try L2 x3 and /3 of the best; keep stepping the way that gained."""
-    centre = best()
+def _search_l2(run: Callable[[str, dict[str, Any]], Trial], centre: Trial) -> None:
+    """Try L2 x3 and /3 of `centre`; then step further the way that beat it, while it gains
+    (at most MAX_L2_STEPS more)."""
     up = run(f"{centre.name} L2x{L2_STEP:g}", with_l2(centre.settings, L2_STEP))
     down = run(f"{centre.name} L2/{L2_STEP:g}", with_l2(centre.settings, 1 / L2_STEP))
-    for trial, factor in ((up, L2_STEP), (down, 1 / L2_STEP)):
-        if best() is not trial:
-            continue
-        step = trial
-        for k in range(MAX_L2_STEPS):
-            name = f"{centre.name} L2{'x' if factor > 1 else '/'}{L2_STEP ** (k + 2):g}"
-            nxt = run(name, with_l2(step.settings, factor))
-            if best() is not nxt:
-                break
-            step = nxt
+    step, factor = min((up, L2_STEP), (down, 1 / L2_STEP), key=lambda p: p[0].valid_rmse)
+    if step.valid_rmse >= centre.valid_rmse:
+        return
+    for k in range(MAX_L2_STEPS):
+        name = f"{centre.name} L2{'x' if factor > 1 else '/'}{L2_STEP ** (k + 2):g}"
+        nxt = run(name, with_l2(step.settings, factor))
+        if nxt.valid_rmse >= step.valid_rmse:
+            break
+        step = nxt
 
 
 def _reason(trials: list[Trial], winner: Trial) -> str:

@@ -28,12 +28,11 @@ CENTERS = ("none", "bias")
 class TrainConfig:
     """Every hyper-parameter of a DeepRec training.
 
-    The defaults are a user-based model (the paper's orientation: it scales to Netflix-sized
-    item counts and can fold in new users), chosen by validation RMSE on ML-100K u1 and the
-    ML-1M subset's time split (docs/results/model-tuning.md): L2 on the weights
-    (weight_decay 0.01) was the largest gain. ``center="bias"`` (residuals over mu + b_u + b_i)
-    then brought ML-100K u1 test RMSE from 0.961 to 0.927 (docs/results/center.md). On small MovieLens-sized sets the item-based
-    presets (configs/ml-100k.yaml, ml-1m.yaml) are clearly better.
+    These defaults are the model a pinned configuration falls back to: the paper's
+    user-based orientation (it scales to Netflix-sized item counts and can fold in new
+    users), centred on a bias baseline, standardised, with L2 on the weights. They are not
+    what `DeepRec()` or `deeprec train` without `--config` train: those choose among
+    deeprec.selection's candidates on validation (docs/results/generalization.md).
     """
 
     # architecture
