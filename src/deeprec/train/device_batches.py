@@ -36,17 +36,25 @@ BUCKET_QUANTUM = 128
 MIN_BUCKET = 1024
 
 
-def bucket_sizes(max_nnz: int, *, smallest: int = MIN_BUCKET, growth: float = BUCKET_GROWTH):
-    """Ascending padded sizes: `smallest`, then x`growth` each (multiples of 128), the last
-    >= max_nnz. At most 1/growth - 1 = 25% of a batch's entries are padding (plus the quantum)."""
-    sizes = [max(BUCKET_QUANTUM, _round_up(smallest))]
+def bucket_sizes(
+    max_nnz: int,
+    *,
+    smallest: int = MIN_BUCKET,
+    growth: float = BUCKET_GROWTH,
+    quantum: int = BUCKET_QUANTUM,
+) -> np.ndarray:
+    """Ascending padded sizes: `smallest`, then x`growth` each (multiples of `quantum`), the
+    last >= max_nnz. Padding is under 1 - 1/growth = 20% of a padded batch (plus the
+    quantum)."""
+    sizes = [max(quantum, _round_up(smallest, quantum))]
     while sizes[-1] < max_nnz:
-        sizes.append(max(sizes[-1] + BUCKET_QUANTUM, _round_up(math.ceil(sizes[-1] * growth))))
+        grown = _round_up(math.ceil(sizes[-1] * growth), quantum)
+        sizes.append(max(sizes[-1] + quantum, grown))
     return np.asarray(sizes, dtype=np.int64)
 
 
-def _round_up(n: int) -> int:
-    return int(-(-int(n) // BUCKET_QUANTUM) * BUCKET_QUANTUM)
+def _round_up(n: int, quantum: int) -> int:
+    return int(-(-int(n) // quantum) * quantum)
 
 
 def max_batch_nnz(row_lengths: np.ndarray, batch_size: int) -> int:

@@ -308,6 +308,7 @@ class GraphStep:
         input_dropout: float = 0.0,
         graphs: bool = True,
         resident: bool | None = None,
+        sizes: np.ndarray | None = None,
     ) -> None:
         self.core = DenseStepCore(
             model,
@@ -323,7 +324,9 @@ class GraphStep:
         self.cuda = self.device.type == "cuda"
         self.graphs_enabled = bool(graphs) and self.cuda
         self.lengths = matrix.row_lengths()
-        self.sizes = bucket_sizes(max_batch_nnz(self.lengths, self.batch_size))
+        if sizes is None:  # the bucket ladder (tests pass a finer one)
+            sizes = bucket_sizes(max_batch_nnz(self.lengths, self.batch_size))
+        self.sizes = np.asarray(sizes, dtype=np.int64)
         if resident is None:
             resident = True
             if self.cuda:
