@@ -217,6 +217,19 @@ class DenseStepCore:
             h = y * noise if noise is not None else y
         return h, saved
 
+    def _weight_grad(self, g: torch.Tensor, h: torch.Tensor, layer: _Layer) -> torch.Tensor:
+        """The layer's weight gradient g^T h, in the parameter's shape and memory order (the
+        fast step stores the first weight input-major): the update then reads and writes
+        every tensor in one order."""
+        p = layer.weight
+        as_transpose = layer.transposed == p.is_contiguous()  # want (g^T h)^T contiguous
+        a, b = (h, g) if as_transpose else (g, h)
+        if self.low is None:
+            m = a.t().mm(b)
+        else:
+            m = a.to(self.low).t().mm(b.to(self.low)).to(self.dtype)
+        return m.t() if as_transpose != layer.transposed else m
+
     def _backward(self, g: torch.Tensor, saved) -> list[torch.Tensor]:
         """Gradients of every parameter (in self.params order) for output gradient g."""
         grads: dict[int, torch.Tensor] = {}
@@ -232,11 +245,7 @@ class DenseStepCore:
                 g = g * noise
             g = activation_backward(layer.act_name, g, z, y)
             add(layer.bias, g.sum(0))
-            if self.low is None:
-                dw = g.t().mm(h)  # (out, in)
-            else:
-                dw = g.to(self.low).t().mm(h.to(self.low)).to(self.dtype)
-            add(layer.weight, dw.t() if layer.transposed else dw)
+            add(layer.weight, self._weight_grad(g, h, layer))
             if index > 0:
                 g = g.mm(w) if self.low is None else g.to(self.low).mm(w).to(self.dtype)
         return [grads[id(p)] for p, _, _, _ in self.params]
@@ -380,6 +389,21 @@ class GraphStep:
             self._launch(size)
         self.count += int(plan.nnz[start:stop].sum())
         self.batches_run += stop - start
+
+    def capture_all(self, plan: EpochPlan) -> int:
+        """Capture a graph for every bucket `plan` uses, by stepping on one of its batches
+        until captured (real training steps, out of order: for benchmarks, which keep the
+        capture out of their timings; training captures as buckets first occur). Returns the
+        number of steps it ran. Call begin_epoch(plan) first."""
+        steps = 0
+        if not self.graphs_enabled:
+            return steps
+        for size in np.unique(plan.padded):
+            b = int(np.flatnonzero(plan.padded == size)[0])
+            while int(size) not in self.graphs:
+                self.run(b, b + 1)
+                steps += 1
+        return steps
 
     def sse(self) -> float:
         """The SSE accumulated since begin_epoch (waits for the queued steps)."""
