@@ -253,6 +253,7 @@ def time_graph_setting(name: str, matrix: CSRMatrix, order, device, args, epoch_
         "train_rmse_timed_batches": round(math.sqrt(sse / ratings), 4),
         "breakdown": busy,
         "data_resident_on_gpu": graph.resident,
+        "fused_sgd_update": graph.core.fused,
         "data_upload_and_setup_seconds": round(setup, 2),
         "buckets_used": len(np.unique(plan.padded)),
         "padding_fraction": round(1 - plan.nnz.sum() / plan.padded.sum(), 4),

@@ -19,6 +19,7 @@ import torch
 from deeprec.data.batching import epoch_order, iter_row_batches, row_batch
 from deeprec.data.sparse import CSRMatrix
 from deeprec.errors import ConfigError
+from deeprec.train import graph_step
 from deeprec.train.config import TrainConfig
 from deeprec.train.device_batches import (
     DeviceCSR,
@@ -168,11 +169,20 @@ def _assert_same_weights(ref, new) -> None:
         torch.testing.assert_close(p.detach(), p_ref.detach(), rtol=1e-9, atol=1e-11, msg=name)
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("constrained", [False, True])
 @pytest.mark.parametrize("refeed", [0, 1])
-def test_graph_step_equals_reference_over_epochs(constrained: bool, refeed: int) -> None:
-    """24 rows in batches of 10: the short last batch is padded with empty rows."""
-    _assert_same_weights(*_epochs(constrained=constrained, refeed=refeed, batch_size=10))
+def test_graph_step_equals_reference_over_epochs(
+    constrained: bool, refeed: int, fused: bool, monkeypatch
+) -> None:
+    """24 rows in batches of 10: the short last batch is padded with empty rows. Both
+    updates: torch's fused SGD kernel and the element-wise one torch.compile traces."""
+    if not fused:
+        monkeypatch.setattr(graph_step, "_fused_sgd_works", lambda dtype, device: False)
+    elif not graph_step._fused_sgd_works(torch.float64, torch.device("cpu")):
+        pytest.skip("torch._fused_sgd_ with a tensor lr is not available")
+    ref, new = _epochs(constrained=constrained, refeed=refeed, batch_size=10)
+    _assert_same_weights(ref, new)
 
 
 @pytest.mark.parametrize("placement", ["code", "all"])

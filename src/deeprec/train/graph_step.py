@@ -77,6 +77,30 @@ def unsupported_reason(model: AutoEncoder, optimizer: torch.optim.Optimizer) -> 
     return None
 
 
+def _fused_sgd_works(dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether torch._fused_sgd_ runs here with a device-tensor lr (probed eagerly once)."""
+    if not hasattr(torch, "_fused_sgd_"):
+        return False
+    try:
+        p, g, b = (torch.ones(4, dtype=dtype, device=device) for _ in range(3))
+        lr = torch.full((1,), 0.5, dtype=dtype, device=device)
+        torch._fused_sgd_(
+            [p],
+            [g],
+            [b],
+            weight_decay=0.0,
+            momentum=0.5,
+            lr=lr,
+            dampening=0.0,
+            nesterov=False,
+            maximize=False,
+            is_first_step=False,
+        )
+        return bool(torch.allclose(p, torch.full_like(p, 0.25)))  # b = 1.5, p = 1 - 0.75
+    except (RuntimeError, TypeError, NotImplementedError):
+        return False
+
+
 class _Layer:
     def __init__(self, weight, transposed: bool, bias, act: str, act_name: str, drop: float):
         self.weight, self.transposed, self.bias = weight, transposed, bias
@@ -143,11 +167,13 @@ class DenseStepCore:
         self.neg_lr = [
             torch.zeros(1, dtype=self.dtype, device=self.device) for _ in optimizer.param_groups
         ]
+        self.lr = [torch.zeros(1, dtype=self.dtype, device=self.device) for _ in self.neg_lr]
         self.sse = torch.zeros(1, dtype=torch.float64, device=self.device)
         self.buffers: list[torch.Tensor | None] = []
         self._buffer_objects: list[torch.Tensor | None] = []
         self.bind_optimizer_state()
         self.set_lr()
+        self.fused = _fused_sgd_works(self.dtype, self.device)
 
     # ------------------------------------------------------------ state outside the step
     def bind_optimizer_state(self) -> bool:
@@ -182,8 +208,9 @@ class DenseStepCore:
 
     def set_lr(self) -> None:
         """Copy the optimizer's learning rates into the step's device tensors (no sync)."""
-        for tensor, group in zip(self.neg_lr, self.optimizer.param_groups, strict=True):
-            tensor.fill_(-float(group["lr"]))
+        for g, group in enumerate(self.optimizer.param_groups):
+            self.neg_lr[g].fill_(-float(group["lr"]))
+            self.lr[g].fill_(float(group["lr"]))
 
     # ------------------------------------------------------------ the step (capture-safe)
     def _noise(self, like: torch.Tensor, drop: float) -> torch.Tensor:
@@ -251,7 +278,15 @@ class DenseStepCore:
         return [grads[id(p)] for p, _, _, _ in self.params]
 
     def _update(self, grads: list[torch.Tensor]) -> None:
-        """torch.optim.SGD's step: g += wd * p; buf = momentum * buf + g; p -= lr * buf."""
+        """torch.optim.SGD's step: g += wd * p; buf = momentum * buf + g; p -= lr * buf.
+
+        Eagerly and in CUDA graphs it is torch's fused SGD kernel (`torch._fused_sgd_`, what
+        SGD(fused=True) runs: one multi-tensor pass per parameter group, the lr read from a
+        device tensor); under torch.compile, which has no fake kernel for that variant, and
+        where the kernel refused the probe, the same update in separate element-wise ops."""
+        if self.fused and not torch.compiler.is_compiling():
+            self._fused_update(grads)
+            return
         for (p, group, decay, momentum), buf, grad in zip(
             self.params, self.buffers, grads, strict=True
         ):
@@ -261,6 +296,32 @@ class DenseStepCore:
                 buf.mul_(momentum).add_(grad)
                 grad = buf
             p.addcmul_(grad, self.neg_lr[group])
+
+    def _fused_update(self, grads: list[torch.Tensor]) -> None:
+        for g, group in enumerate(self.optimizer.param_groups):
+            params, grad_list, buffers = [], [], []
+            for (p, index, _, _), buf, grad in zip(self.params, self.buffers, grads, strict=True):
+                if index != g:
+                    continue
+                flip = not p.is_contiguous()  # input-major first weight: its contiguous view
+                params.append(p.t() if flip else p)
+                grad = grad.t() if flip else grad
+                grad_list.append(grad if grad.is_contiguous() else grad.contiguous())
+                if buf is not None:
+                    buffers.append(buf.t() if flip else buf)
+            if params:
+                torch._fused_sgd_(
+                    params,
+                    grad_list,
+                    buffers,
+                    weight_decay=float(group["weight_decay"]),
+                    momentum=float(group["momentum"]),
+                    lr=self.lr[g],
+                    dampening=0.0,
+                    nesterov=False,
+                    maximize=False,
+                    is_first_step=False,
+                )
 
     @torch.no_grad()
     def step(
