@@ -70,8 +70,8 @@ grep -E "^(MISSING|torch |import check)" "$out/machine.txt" >>"$summary"
 #    the full 3,752-batch epoch; the per-batch step over 300 batches for the speed-up
 settings=graph-fp32-refeed0,graph-bf16-refeed0,graph-fp32-refeed1,graph-bf16-refeed1
 settings=$settings,${OLD_SETTINGS:-fast-fp32-refeed0,fast-bf16-refeed0,fast-fp32-refeed1,fast-bf16-refeed1}
-bench_limit=$(($(left) - ${TESTS_SECONDS:-200}))
-[ "$bench_limit" -gt "${BENCH_TIMEOUT:-240}" ] && bench_limit=${BENCH_TIMEOUT:-240}
+bench_limit=$(($(left) - ${TESTS_SECONDS:-220}))
+[ "$bench_limit" -gt "${BENCH_TIMEOUT:-200}" ] && bench_limit=${BENCH_TIMEOUT:-200}
 [ "$bench_limit" -lt 60 ] && bench_limit=60
 start=$(date +%s)
 timeout -k 10 "$bench_limit" "$py" benchmarks/netflix_scale_epoch.py --device cuda \

@@ -11,7 +11,9 @@ the loss read back every batch): an H200 was busy 14-31% of each step
   ratings padded to a bucket of a 1.25x size ladder; padding lands in a spare row of the dense
   batch that the loss never reads, so it changes no loss and no gradient.
 - The step (`DenseStepCore.step`) is pure tensor code: forward, a hand-written backward and
-  the momentum-SGD update in place, the sparse pass's SSE added to a device accumulator.
+  the momentum-SGD update in place (torch's fused SGD kernel where it runs with a
+  device-tensor lr: float32/bf16 on CUDA, any float on the CPU), the sparse pass's SSE added
+  to a device accumulator.
   Nothing is read back per batch: no `.item()`, no data-dependent shape, the learning rate
   a device tensor. It compiles with torch.compile(fullgraph=True) without graph breaks
   (tests/speed/test_graph_step.py), and on CUDA each bucket's step is captured once as a CUDA
