@@ -33,7 +33,7 @@ from deeprec.train.graph_step import DenseStepCore, GraphStep, unsupported_reaso
 from deeprec.train.step import reference_step
 from deeprec.train.trainer import Trainer, build_model
 
-from .test_bf16_training import low_rank_data
+from .test_bf16_training import BF16_RMSE_TOLERANCE, low_rank_data
 from .test_fast_equivalence import make_models, random_matrix
 
 
@@ -267,6 +267,16 @@ def _fit(data, *, graph: bool, **overrides):
     result = trainer.fit()
     assert (trainer.graph_step is not None) == graph
     return result, model
+
+
+def test_trainer_gpu_branch_in_bf16_stays_within_tolerance_of_fp32() -> None:
+    data = low_rank_data(3)
+    fp32, _ = _fit(data, graph=True, refeed_steps=1)
+    bf16, _ = _fit(data, graph=True, refeed_steps=1, precision="bf16")
+    for a, b in zip(fp32.history, bf16.history, strict=True):
+        assert abs(b.train_rmse - a.train_rmse) < BF16_RMSE_TOLERANCE
+        assert abs(b.valid_rmse - a.valid_rmse) < BF16_RMSE_TOLERANCE
+        assert b.train_rmse != a.train_rmse  # bf16 really ran in lower precision
 
 
 @pytest.mark.parametrize("refeed", [0, 1])
