@@ -140,31 +140,26 @@ def gather_padded(
     values: torch.Tensor,
     rows: torch.Tensor,
     size: int,
-    pad_row: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The batch `rows` as `size` padded triplets, with tensor ops only (capture-safe).
 
-    Returns (local, cols, values, valid, real_rows): local is each entry's row in the batch
-    (`rows.shape[0]`, the spare row, for padding), cols int64, values in `values`' dtype,
-    valid a bool mask, real_rows the number of rows that are not `pad_row` (a 0-d tensor).
-    Real entries come first, in the order `deeprec.data.batching.row_batch` gives them.
-    Needs size >= the batch's nnz (the plan guarantees it; the excess is padding).
+    Returns (local, cols, values, valid): local is each entry's row in the batch
+    (`rows.shape[0]`, the spare row, for padding), cols in `indices`' dtype, values in
+    `values`' dtype, valid a bool mask. Real entries come first, in the order
+    `deeprec.data.batching.row_batch` gives them; padding reads the matrix's dummy last entry
+    (column 0, value 0). Needs size >= the batch's nnz (the plan guarantees it). About 16
+    small kernels: each one is a node of the step's CUDA graph.
     """
     batch = rows.shape[0]
     starts = indptr[rows]
     lengths = indptr[rows + 1] - starts
     ends = torch.cumsum(lengths, 0)
     position = torch.arange(size, device=rows.device, dtype=ends.dtype)
-    local = torch.searchsorted(ends, position, right=True)
+    local = torch.searchsorted(ends, position, right=True)  # == batch past the last rating
     valid = local < batch
-    row = local.clamp(max=batch - 1)
-    source = starts[row] + (position - (ends[row] - lengths[row]))
-    source = torch.where(valid, source, indices.shape[0] - 1)  # the dummy entry
-    cols = torch.where(valid, indices[source].long(), 0)
-    vals = torch.where(valid, values[source], 0)
-    local = torch.where(valid, local, batch)
-    real_rows = (rows != pad_row).sum()
-    return local, cols, vals, valid, real_rows
+    shift = starts - (ends - lengths)  # per row: source index minus position in the batch
+    source = torch.where(valid, position + shift[local.clamp(max=batch - 1)], indices.shape[0] - 1)
+    return local, indices[source], values[source], valid
 
 
 def host_padded(

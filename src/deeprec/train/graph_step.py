@@ -476,8 +476,8 @@ class GraphStep:
     def _body(self, size: int) -> None:
         if self.resident:
             csr = self.csr
-            local, cols, values, _, _ = gather_padded(
-                csr.indptr, csr.indices, csr.values, self.rows, size, csr.pad_row
+            local, cols, values, _ = gather_padded(
+                csr.indptr, csr.indices, csr.values, self.rows, size
             )
         else:
             local, cols, values = self._inputs[size]
