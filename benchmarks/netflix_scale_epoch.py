@@ -182,8 +182,11 @@ def graph_busy(graph: GraphStep, plan, n: int) -> dict:
     }
 
 
-def time_graph_setting(name: str, matrix: CSRMatrix, order, device, args, epoch_batches: int):
-    """One graph-* setting: build as the trainer does, capture every bucket, time epochs."""
+def time_graph_setting(
+    name: str, matrix: CSRMatrix, order, device, args, epoch_batches: int, publish
+) -> dict:
+    """One graph-* setting: build as the trainer does, capture every bucket, time epochs.
+    `publish(result)` is called with the timings before profiling and again after it."""
     _, precision, refeed_text = name.split("-")
     refeed = int(refeed_text.removeprefix("refeed"))
     config = full_architecture_config(precision, refeed)
@@ -233,7 +236,6 @@ def time_graph_setting(name: str, matrix: CSRMatrix, order, device, args, epoch_
         seconds, sse, ratings = seconds + took, sse + epoch_sse, ratings + graph.count
     timed = args.graph_epochs * n
     per_batch = seconds / timed
-    busy = graph_busy(graph, plan, args.profile_batches)
     result = {
         "timed_batches": timed,
         "seconds_per_batch": round(per_batch, 6),
@@ -251,7 +253,7 @@ def time_graph_setting(name: str, matrix: CSRMatrix, order, device, args, epoch_
         "gpu_stream_seconds": stream,
         "ratings_per_second": round(ratings / seconds),
         "train_rmse_timed_batches": round(math.sqrt(sse / ratings), 4),
-        "breakdown": busy,
+        "breakdown": "profiling (not finished)",
         "data_resident_on_gpu": graph.resident,
         "fused_sgd_update": graph.core.fused,
         "data_upload_and_setup_seconds": round(setup, 2),
@@ -261,6 +263,11 @@ def time_graph_setting(name: str, matrix: CSRMatrix, order, device, args, epoch_
         "capture_seconds": round(capture, 2),
         "capture_steps": capture_steps,
     }
+    publish(result)
+    result["breakdown"] = (
+        graph_busy(graph, plan, args.profile_batches) if args.profile_batches > 0 else None
+    )
+    publish(result)
     del graph, model, optimizer
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -338,9 +345,13 @@ def main() -> None:
     report["epoch_batches"] = full_epoch_batches
     report["graph_runs"] = graph_runs
     for name in [w for w in wanted if w.startswith("graph-")]:
-        graph_runs[name] = time_graph_setting(name, matrix, order, device, args, full_epoch_batches)
-        print(f"{name}: {json.dumps(graph_runs[name])}", file=sys.stderr, flush=True)
-        write_partial(report, args.out)
+
+        def publish(result: dict, name: str = name) -> None:
+            graph_runs[name] = result
+            print(f"{name}: {json.dumps(result)}", file=sys.stderr, flush=True)
+            write_partial(report, args.out)
+
+        time_graph_setting(name, matrix, order, device, args, full_epoch_batches, publish)
     settings = {}
     config = full_architecture_config("fp32", 0)
     variants = [("fast", p, r, False) for r in (0, 1) for p in ("fp32", "bf16")]
@@ -407,7 +418,7 @@ def main() -> None:
             prepare=True,
         )
     )
-    runs = {}
+    runs = report["runs"] = {}
     for name, state in settings.items():
         per_batch = state["seconds"] / timed
         epoch = per_batch * full_epoch_batches
@@ -433,6 +444,7 @@ def main() -> None:
             "output_strategy_counts": planner.counts if planner is not None else None,
             "fused_bf16_update_matrices": len(getattr(state["step"], "_fused", ())),
         }
+        write_partial(report, args.out)
     report["epoch_batches"] = full_epoch_batches
     report["runs"] = runs
     report["peak_rss_gb"] = round(rss_gb(), 2)
@@ -465,7 +477,8 @@ def main() -> None:
             if fp32 is not None and bf16 is not None:
                 issue[f"bf16 faster than fp32, refeed{refeed} (fp32/bf16)"] = round(fp32 / bf16, 2)
         issue["gpu busy > 0.8"] = {
-            name: run["breakdown"].get("gpu_busy_fraction") for name, run in graph_runs.items()
+            name: (run["breakdown"] or {}).get("gpu_busy_fraction")
+            for name, run in graph_runs.items()
         }
         issue["before (docs/results/cuda_check.md run 2)"] = {"fp32 refeed0": 9.6, "refeed1": 14.3}
     emit_report(report, args.out)
