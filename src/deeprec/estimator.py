@@ -83,6 +83,7 @@ class DeepRec(Recommender):
         eval_batch_size: int = _D.eval_batch_size,
         threads: int = _D.threads,
         reuse_freed_memory: bool = _D.reuse_freed_memory,
+        cuda_graphs: bool = _D.cuda_graphs,
         checkpoint_every_epochs: int = _D.checkpoint_every_epochs,
         checkpoint_every_batches: int = _D.checkpoint_every_batches,
         checkpoint_every_minutes: float = _D.checkpoint_every_minutes,
@@ -122,6 +123,7 @@ class DeepRec(Recommender):
         self.eval_batch_size = eval_batch_size
         self.threads = threads
         self.reuse_freed_memory = reuse_freed_memory
+        self.cuda_graphs = cuda_graphs
         self.checkpoint_every_epochs = checkpoint_every_epochs
         self.checkpoint_every_batches = checkpoint_every_batches
         self.checkpoint_every_minutes = checkpoint_every_minutes

@@ -85,6 +85,11 @@ class TrainConfig:
     # glibc: keep freed large blocks in the heap during each epoch instead of unmapping and
     # page-faulting them in again every step (train/heap.py); no effect on the math
     reuse_freed_memory: bool = True
+    # compute fast on a CUDA device: train with train/graph_step.py (batches built on the GPU,
+    # static shapes, one CUDA graph per size bucket, nothing read back per batch) wherever it
+    # applies (SGD; no per-batch callbacks, mid-epoch checkpoints or torchrun); false = the
+    # per-batch FastStep. No effect on the CPU.
+    cuda_graphs: bool = True
     # checkpoints for --resume (RUN/checkpoints/; see train/checkpoint.py); 0 = off
     checkpoint_every_epochs: int = 1
     checkpoint_every_batches: int = 0  # mid-epoch checkpoints every N batches
@@ -175,6 +180,7 @@ class TrainConfig:
             "rated_indicator",
             "reuse_freed_memory",
             "lazy_updates",
+            "cuda_graphs",
         ):
             _expect(isinstance(getattr(self, key), bool), key, "must be true or false")
         self.lr_milestones = [_int("lr_milestones", m) for m in self.lr_milestones]

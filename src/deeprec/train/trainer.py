@@ -71,6 +71,7 @@ class TrainResult:
 EpochCallback = Callable[[EpochRecord, bool], None]
 # (epoch, 0-based batch index, the step's sse/count/loss); used for per-batch curves.
 BatchCallback = Callable[[int, int, StepResult], None]
+GRAPH_CHUNK = 64  # batches queued per progress-bar update on the GPU path
 
 
 def build_model(config: TrainConfig, n_inputs: int) -> AutoEncoder:
@@ -129,6 +130,47 @@ class Trainer:
         self.step = make_step(self.ddp.module if autograd_ddp else model, self.optimizer, config)
         if self.ddp is not None and not autograd_ddp:
             self.step.before_update = self.ddp.before_update
+        # [gpu] compute=fast on CUDA: whole epochs of CUDA-graph steps (train/graph_step.py),
+        # built at the first epoch that can use them; None until then or where they do not apply
+        self.graph_step: Any = None
+        self.graph_step_skipped: str | None = None  # why the per-batch step runs on CUDA
+        self.graph_step_on_cpu = False  # tests: run the GPU path's step eagerly on the CPU
+
+    def _graph_step(self) -> Any:
+        """The GraphStep for this epoch, or None (the per-batch path). It needs every batch's
+        work queued without a read-back, so per-batch consumers (on_batch_end, mid-epoch
+        checkpoints) and torchrun keep the per-batch step."""
+        config = self.config
+        on_device = self.device.type == "cuda" or self.graph_step_on_cpu
+        if not on_device or config.compute != "fast" or not config.cuda_graphs:
+            return None
+        from deeprec.train.graph_step import GraphStep, unsupported_reason
+
+        reason = unsupported_reason(self.model, self.optimizer)
+        if self.ddp is not None:
+            reason = "torchrun"
+        elif self.on_batch_end is not None:
+            reason = "a per-batch callback"
+        elif self.checkpointer is not None and (
+            config.checkpoint_every_batches or config.checkpoint_every_minutes
+        ):
+            reason = "mid-epoch checkpoints"
+        elif config.lazy_updates:
+            reason = "lazy_updates"
+        self.graph_step_skipped = reason
+        if reason is not None:
+            return None
+        if self.graph_step is None:
+            self.graph_step = GraphStep(
+                self.model,
+                self.optimizer,
+                self.data.train,
+                batch_size=config.batch_size,
+                precision=config.precision,
+                refeed_steps=config.refeed_steps,
+                input_dropout=config.input_dropout,
+            )
+        return self.graph_step
 
     def fit(self, start_epoch: int = 1) -> TrainResult:
         config = self.config
@@ -194,6 +236,35 @@ class Trainer:
         with reuse_freed_memory(self.config.reuse_freed_memory):
             return self._run_epoch_steps(epoch, has_valid, start_batch, carry)
 
+    def _run_graph_epoch(
+        self, graph: Any, epoch: int, order: np.ndarray, start_batch: int, carry
+    ) -> tuple[float, int]:
+        """Queue the epoch's steps in chunks (the progress bar moves per chunk) and read the
+        SSE once at the end; a non-finite loss is therefore reported per epoch, not batch."""
+        config = self.config
+        plan = graph.plan(order)
+        graph.begin_epoch(plan, sse=carry[0])
+        bar = tqdm(
+            total=plan.n_batches,
+            initial=start_batch,
+            desc=f"epoch {epoch}/{config.epochs}",
+            unit="batch",
+            disable=not self.progress,
+            leave=False,
+        )
+        with bar:
+            for begin in range(start_batch, plan.n_batches, GRAPH_CHUNK):
+                stop = min(begin + GRAPH_CHUNK, plan.n_batches)
+                graph.run(begin, stop)
+                bar.update(stop - begin)
+            sse = graph.sse()
+        if not math.isfinite(sse):
+            raise TrainingError(
+                f"loss became {sse} in epoch {epoch} (the GPU step checks once per epoch); "
+                "try a lower lr (the last good checkpoint is kept)"
+            )
+        return sse, carry[1] + graph.count
+
     def _run_epoch_steps(
         self, epoch: int, has_valid: bool, start_batch: int, carry: tuple[float, int]
     ) -> EpochRecord:
@@ -204,43 +275,47 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         start = time.perf_counter()
         sse, count = carry
-        if self.ddp is not None:  # [ddp] this rank's slice of every global batch
-            batches = self.ddp.batches(self.data.train, order, config.batch_size, start_batch)
+        graph = self._graph_step()
+        if graph is not None:  # [gpu] batches built and stepped on the GPU, read back once
+            sse, count = self._run_graph_epoch(graph, epoch, order, start_batch, carry)
         else:
-            batches = iter_row_batches(
-                self.data.train,
-                order,
-                config.batch_size,
-                start=start_batch,
-                prepare=config.compute == "fast",
-            )
-        # the next batch is built on a thread during this step, where a core is free for it
-        batches = prefetch(batches, depth=prefetch_depth(self.device))
-        bar = tqdm(
-            batches,
-            total=n_batches,
-            initial=start_batch,
-            desc=f"epoch {epoch}/{config.epochs}",
-            unit="batch",
-            disable=not self.progress,
-            leave=False,
-        )
-        for index, batch in enumerate(bar, start=start_batch):
-            if self.ddp is not None:  # [ddp] arm this slice's loss weights
-                self.ddp.begin_step(batch)
-            batch = batch.to(self.device)  # [device]
-            step = self.step(batch)
-            if not math.isfinite(step.loss):
-                raise TrainingError(
-                    f"loss became {step.loss} at epoch {epoch}, batch {index + 1}/{n_batches}; "
-                    "try a lower lr (the last good checkpoint is kept)"
+            if self.ddp is not None:  # [ddp] this rank's slice of every global batch
+                batches = self.ddp.batches(self.data.train, order, config.batch_size, start_batch)
+            else:
+                batches = iter_row_batches(
+                    self.data.train,
+                    order,
+                    config.batch_size,
+                    start=start_batch,
+                    prepare=config.compute == "fast",
                 )
-            sse += step.sse
-            count += step.count
-            if self.on_batch_end is not None:
-                self.on_batch_end(epoch, index, step)
-            if self.checkpointer is not None and index + 1 < n_batches:  # reliability
-                self.checkpointer.batch_end(self, epoch, index + 1, sse, count)
+            # the next batch is built on a thread during this step, where a core is free for it
+            batches = prefetch(batches, depth=prefetch_depth(self.device))
+            bar = tqdm(
+                batches,
+                total=n_batches,
+                initial=start_batch,
+                desc=f"epoch {epoch}/{config.epochs}",
+                unit="batch",
+                disable=not self.progress,
+                leave=False,
+            )
+            for index, batch in enumerate(bar, start=start_batch):
+                if self.ddp is not None:  # [ddp] arm this slice's loss weights
+                    self.ddp.begin_step(batch)
+                batch = batch.to(self.device)  # [device]
+                step = self.step(batch)
+                if not math.isfinite(step.loss):
+                    raise TrainingError(
+                        f"loss became {step.loss} at epoch {epoch}, batch {index + 1}/{n_batches}; "
+                        "try a lower lr (the last good checkpoint is kept)"
+                    )
+                sse += step.sse
+                count += step.count
+                if self.on_batch_end is not None:
+                    self.on_batch_end(epoch, index, step)
+                if self.checkpointer is not None and index + 1 < n_batches:  # reliability
+                    self.checkpointer.batch_end(self, epoch, index + 1, sse, count)
         if self.ddp is not None:  # [ddp] replicas still agree; train RMSE over all ranks
             sse, count = self.ddp.end_epoch(sse, count)
         if self.scheduler is not None:
