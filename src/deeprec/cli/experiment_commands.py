@@ -94,7 +94,7 @@ def experiment(
 def tune(
     data: Annotated[Path, typer.Option(help="Prepared dataset directory.")],
     out: Annotated[Path, typer.Option(help="Folder for results.csv/.md, best.yaml.")],
-    grid: Annotated[Path, typer.Option(help="YAML: base: {...} and grid: {key: [values]}.")],
+    grid: Annotated[Path, typer.Option(help="YAML: base: {...} and grid: {key: \\[values]}.")],
     random: Annotated[
         int | None, typer.Option(help="Draw N random trials instead of the full grid.")
     ] = None,
