@@ -117,6 +117,14 @@ class Recommender:
             raise DataError(f"this {type(self).__name__} is not fitted yet; call fit() first")
 
     # -------------------------------------------------------------- predict
+    def known(self, users: Any, items: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Whether each raw user id and each raw item id was seen in training."""
+        self._check_fitted()
+        return (
+            lookup(self.user_ids_, np.asarray(users)) >= 0,
+            lookup(self.item_ids_, np.asarray(items)) >= 0,
+        )
+
     def predict(
         self, users: Any, items: Any, *, unknown: str = "fallback", clip: bool = True
     ) -> np.ndarray:
