@@ -1,8 +1,10 @@
 """Top-N recommendation: known users one at a time, or all users in bounded chunks to a file.
 
-Ranking uses the model's raw (unclipped) outputs so that order is never lost to clipping;
-the reported `score` is the predicted rating clipped to the training scale (what `predict`
-returns). Rated items are excluded by masking the training CSR rows with -inf.
+Ranking uses the model's raw (unclipped) outputs, and that is what ``score`` reports: the
+number the list is sorted by, which may lie above the rating scale (clipped scores made the
+top items tie at the scale's maximum). ``prediction`` beside it is the same value clipped
+to the training scale (what `predict` returns). Rated items are excluded by masking the
+training CSR rows with -inf.
 """
 
 from __future__ import annotations
@@ -66,8 +68,8 @@ def _rated(model: Recommender, users: np.ndarray) -> tuple[torch.Tensor, torch.T
 def recommend_user(
     model: Recommender, user: Any, k: int = 10, *, exclude_rated: bool = True
 ) -> pd.DataFrame:
-    """The k best items for a known user as a DataFrame (item, score), best first."""
-    import pandas as pd
+    """The k best items for a known user as a DataFrame (item, score, prediction), best
+    first: ``score`` is the unclipped ranking score, ``prediction`` it clipped to the scale."""
 
     model._check_fitted()
     k = check_k(k)
@@ -76,11 +78,19 @@ def recommend_user(
     scores = torch.from_numpy(np.asarray(model._score_users(users), dtype=np.float64))
     values, indices, valid = top_k(scores, k, _rated(model, users) if exclude_rated else None)
     keep = indices[0][valid[0]].numpy()
+    return scored_frame(model, keep, values[0][valid[0]].numpy())
+
+
+def scored_frame(model: Recommender, items: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+    """(item, score, prediction): raw item ids, unclipped scores, scores clipped to the scale."""
+    import pandas as pd
+
     low, high = model.rating_range_
     return pd.DataFrame(
         {
-            "item": model.item_ids_[keep],
-            "score": np.clip(values[0][valid[0]].numpy(), low, high),
+            "item": model.item_ids_[items],
+            "score": scores,
+            "prediction": np.clip(scores, low, high),
         }
     )
 
@@ -138,7 +148,8 @@ def write_top_n(
 ) -> dict[str, Any]:
     """Write the top-k of every user (or of `users`, raw ids) to Parquet or CSV atomically.
 
-    Columns: user, rank (1 = best), item, score. Written chunk by chunk, so memory stays
+    Columns: user, rank (1 = best), item, score (unclipped, what the rank follows),
+    prediction (score clipped to the rating scale). Written chunk by chunk, so memory stays
     bounded whatever the number of users; the file appears only once complete.
     """
     import pyarrow as pa
@@ -170,7 +181,8 @@ def write_top_n(
                         "user": pa.array(model.user_ids_[rows]),
                         "rank": pa.array(ranks.astype(np.int32)),
                         "item": pa.array(model.item_ids_[items]),
-                        "score": pa.array(np.clip(scores, low, high).astype(np.float32)),
+                        "score": pa.array(scores.astype(np.float32)),
+                        "prediction": pa.array(np.clip(scores, low, high).astype(np.float32)),
                     }
                 )
                 if writer is None:
@@ -187,6 +199,7 @@ def write_top_n(
                         ("rank", pa.int32()),
                         ("item", _arrow_type(model.item_ids_)),
                         ("score", pa.float32()),
+                        ("prediction", pa.float32()),
                     ]
                 )
                 writer = _open_writer(tmp, fmt, schema)

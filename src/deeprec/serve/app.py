@@ -92,7 +92,8 @@ class PredictResponse(BaseModel):
 
 class Scored(BaseModel):
     item: RawId
-    score: float
+    score: float  # unclipped: what the list is ranked by (may exceed the rating scale)
+    prediction: float  # the score clipped to the rating scale
 
 
 class RecommendResponse(BaseModel):
@@ -235,12 +236,15 @@ def create_app(
         exclude = (torch.zeros_like(rated), rated) if body.exclude_rated else None
         best, order, valid = top_k(scores, body.k, exclude)
         keep = order[0][valid[0]].numpy()
-        values = np.clip(best[0][valid[0]].numpy(), low, high)
+        values = best[0][valid[0]].numpy()
+        clipped = np.clip(values, low, high)
         return {
             "user": body.user,
             "items": [
-                {"item": i, "score": v}
-                for i, v in zip(model.item_ids_[keep].tolist(), values.tolist(), strict=True)
+                {"item": i, "score": v, "prediction": c}
+                for i, v, c in zip(
+                    model.item_ids_[keep].tolist(), values.tolist(), clipped.tolist(), strict=True
+                )
             ],
             "unknown_rated": [_plain(v) for v in got["unknown"]],
             "n_ratings_used": got["used"],
