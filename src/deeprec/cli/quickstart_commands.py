@@ -27,7 +27,13 @@ def quickstart(
         typer.Option("--set", help="Override a quickstart preset option, key=value; repeatable."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the data, the split and the model.")] = 0,
-    overwrite: Annotated[bool, typer.Option(help="Reuse a non-empty --out.")] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Reuse a non-empty --out that is not a previous quickstart folder "
+            "(a previous quickstart's output is always replaced)."
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Generate a synthetic Netflix-shaped dataset, split it like the paper's netflix-3m,
