@@ -201,16 +201,21 @@ class DeepRec(Recommender):
         return self.center_mean_ + self.center_user_bias_[users] + self.center_item_bias_[items]
 
     def fit(
-        self, train: Any, valid: Any = None, *, on_epoch_end: Any = None, checkpointer: Any = None
+        self,
+        train: Any,
+        valid: Any = None,
+        *,
+        columns: dict[str, str] | None = None,
+        on_epoch_end: Any = None,
+        checkpointer: Any = None,
     ) -> DeepRec:
-        """Train on a DataFrame (user, item, rating) or a PreparedDataset.
+        """Train on a DataFrame (user, item, rating), a PreparedDataset, or scikit-learn's
+        (X, y); `columns` names the tables' columns (see deeprec.frames).
 
         `on_epoch_end(record, improved)` is called after every epoch (used by run dirs);
         `checkpointer` (train.checkpoint.Checkpointer) writes checkpoints and resumes.
         """
-        from deeprec.base import as_dataset
-
-        dataset = as_dataset(train, valid)
+        dataset = self._input_dataset(train, valid, columns)
         self._set_index(dataset)
         self._fit_dataset(dataset, on_epoch_end=on_epoch_end, checkpointer=checkpointer)
         return self
