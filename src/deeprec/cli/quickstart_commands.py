@@ -14,9 +14,9 @@ def register(app: typer.Typer) -> None:
 
 
 def quickstart(
-    out: Annotated[Path, typer.Option(help="Working directory for raw/, data/ and run/.")] = Path(
-        "deeprec-quickstart"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Working directory for raw/, data/ and run/.")
+    ] = Path("deeprec-quickstart"),
     users: Annotated[int | None, typer.Option(help="Synthetic users (default 20,000).")] = None,
     items: Annotated[int | None, typer.Option(help="Synthetic items (default 2,000).")] = None,
     ratings: Annotated[
@@ -34,7 +34,7 @@ def quickstart(
             "(a previous quickstart's output is always replaced)."
         ),
     ] = False,
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Generate a synthetic Netflix-shaped dataset, split it like the paper's netflix-3m,
     train the quickstart preset, and print Table-1 statistics, test RMSE and predictions."""

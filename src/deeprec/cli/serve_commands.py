@@ -64,7 +64,7 @@ def recommend(
     ] = False,
     k: Annotated[int, typer.Option("-k", "--k", help="Number of items per user.")] = 10,
     out: Annotated[
-        Path | None, typer.Option(help="Output file for --all (.parquet or .csv).")
+        Path | None, typer.Option("--out", "-o", help="Output file for --all (.parquet or .csv).")
     ] = None,
     include_rated: Annotated[bool, typer.Option(help="Keep items the user already rated.")] = False,
     chunk_size: Annotated[int, typer.Option(help="Users scored per chunk (--all).")] = 512,
@@ -153,7 +153,7 @@ def serve(
 
 def export(
     run: Annotated[Path, typer.Option(help="Run directory from `deeprec train`.")],
-    out: Annotated[Path, typer.Option(help="Output file (.onnx or .pt).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file (.onnx or .pt).")],
     format_: Annotated[str, typer.Option("--format", help="onnx or torchscript.")] = "onnx",
     check: Annotated[int, typer.Option(help="Random users for the parity check.")] = 64,
 ) -> None:

@@ -22,10 +22,15 @@ def train(
         Path | None, typer.Option(help="Prepared dataset directory (from `deeprec prepare`).")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Run directory to create (config, metrics, models).")
+        Path | None,
+        typer.Option("--out", "-o", help="Run directory to create (config, metrics, models)."),
     ] = None,
     config: Annotated[
-        Path | None, typer.Option(help="YAML config (see configs/); defaults when omitted.")
+        Path | None,
+        typer.Option(
+            help="YAML config file, or the name of a preset shipped with deeprec "
+            "(quickstart, ml-100k, ml-1m, ml-100k-ensemble); defaults when omitted."
+        ),
     ] = None,
     set_: Annotated[
         list[str] | None,
@@ -47,7 +52,7 @@ def train(
             "which reruns the same command after a failure."
         ),
     ] = False,
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     device: Annotated[
         str | None,
         typer.Option(help="cpu, cuda or auto (CUDA when present); overrides the config's device."),
@@ -75,6 +80,10 @@ def train(
     )
 
     overrides = [*(set_ or []), *([f"device={device}"] if device else [])]
+    if config is not None:  # a file, or a packaged preset by name (deeprec.presets)
+        from deeprec.presets import config_path
+
+        config = config_path(config)
     if resume is not None:
         if out is not None or config is not None or overwrite or auto_resume:
             raise ConfigError(
@@ -152,7 +161,9 @@ def evaluate(
 def predict(
     run: Annotated[Path, typer.Option(help="Run directory from `deeprec train`.")],
     pairs: Annotated[Path, typer.Option(help="CSV with header: user,item[,rating] (raw ids).")],
-    out: Annotated[Path, typer.Option(help="Output CSV: user,item,prediction[,rating],known.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output CSV: user,item,prediction[,rating],known.")
+    ],
     unknown: Annotated[
         str,
         typer.Option(

@@ -47,3 +47,19 @@ def load_preset(name: str) -> TrainConfig:
                 "deeprec.ensemble.load_ensemble_preset"
             )
         return TrainConfig.from_yaml(path)
+
+
+def config_path(value: str | Path) -> Path:
+    """What ``--config`` names: an existing YAML file, else a preset shipped in the package
+    (``--config ml-100k``; ``ml-100k.yaml`` too). Neither is a ConfigError listing both."""
+    path = Path(value)
+    if path.is_file():
+        return path
+    name = path.name.removesuffix(".yaml").removesuffix(".yml")
+    if path.parent == Path(".") and name in preset_names():
+        # presets are plain files inside the installed package (setuptools package-data)
+        return Path(str(resources.files(__name__) / f"{name}.yaml"))
+    raise ConfigError(
+        f"--config {value}: no such file, and not a preset shipped with deeprec "
+        f"(presets: {', '.join(preset_names())})"
+    )
