@@ -120,3 +120,20 @@ def test_cli_errors_are_one_clear_line(trained, tmp_path) -> None:
     proc = _run("train", "--data", str(trained["data"]), "--out", str(tmp_path / "r2"),
                 "--set", "hidden=[0]", cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 2 and "hidden" in proc.stderr
+
+
+def test_train_says_how_it_ended_and_where_things_are(trained, tmp_path) -> None:
+    text = trained["stdout"]
+    assert "trained all 3 epochs" in text
+    assert "best epoch" in text and "that model is kept" in text
+    run = trained["run"]
+    assert f"model: {run / 'best'}" in text and f"curves: {run / 'curves.png'}" in text
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["stopped_early"] is False and summary["curves"] == str(run / "curves.png")
+    # a run that stops early says so and names the option (lr 1e-30: weights never change)
+    config = trained["root"] / "stop.yaml"
+    config.write_text("hidden: [4]\nepochs: 30\nbatch_size: 16\nlr: 1.0e-30\nearly_stopping: 1\n")
+    proc = _run("train", "--data", str(trained["data"]), "--config", str(config),
+                "--out", str(tmp_path / "r"), "-q", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "stopped early after epoch 2 of 30" in proc.stdout and "(early_stopping)" in proc.stdout
