@@ -46,6 +46,10 @@ class SearchSpace:
 
 def load_space(path: str | Path) -> SearchSpace:
     """Read and check a grid file (unknown keys and bad shapes are ConfigErrors)."""
+    from deeprec.presets import require_text
+
+    if Path(path).is_file():
+        require_text(path, "--grid")
     raw = read_yaml(path)
     unknown_top = sorted(set(raw) - {"base", "grid"})
     if "grid" in raw:
