@@ -38,13 +38,37 @@ KNOWN_MODELS: dict[str, str] = {
 }
 
 
-def as_dataset(train: Any, valid: Any = None) -> PreparedDataset:
-    """A PreparedDataset as-is, or DataFrames indexed by their training ids."""
+def as_dataset(
+    train: Any, valid: Any = None, *, columns: dict[str, str] | None = None
+) -> PreparedDataset:
+    """A PreparedDataset as-is, or DataFrames indexed by their training ids.
+
+    `valid` is a validation table, or scikit-learn's y: the ratings of `train`'s rows when
+    `train` holds only user and item ids (then there is no validation split). `columns`
+    maps deeprec's column names to the tables' (see deeprec.frames).
+    """
+    from deeprec.frames import check_columns, is_target, ratings_table
+
+    mapping = check_columns(columns)
     if isinstance(train, PreparedDataset):
         if valid is not None:
             raise DataError("pass valid only with a DataFrame; a prepared dataset has its own")
         return train
-    return PreparedDataset.from_tables(train, valid)
+    if is_target(valid):
+        return PreparedDataset.from_tables(ratings_table(train, mapping, y=valid))
+    return PreparedDataset.from_tables(
+        ratings_table(train, mapping),
+        None if valid is None else ratings_table(valid, mapping),
+    )
+
+
+def fitted_setting(model: Any, key: str, default: Any) -> Any:
+    """A trained setting of `model`: the fitted config's (DeepRec's selection resolves the
+    keywords left at None), else the attribute of that name (baselines), else `default`."""
+    if hasattr(model, "config_"):
+        return getattr(model.config(), key)
+    value = getattr(model, key, default)
+    return default if value is None else value
 
 
 class Recommender:
@@ -64,6 +88,20 @@ class Recommender:
     model_name: ClassVar[str] = "Recommender"
 
     # ----------------------------------------------------------- sklearn API
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn >= 1.6 asks every estimator for its tags (clone, GridSearchCV,
+        cross_val_score): a regressor of ratings from (user, item) ids. Imported here, so
+        scikit-learn stays optional."""
+        from sklearn.utils import InputTags, RegressorTags, Tags, TargetTags
+
+        return Tags(
+            estimator_type="regressor",
+            target_tags=TargetTags(required=False),  # y may also be a column of X
+            regressor_tags=RegressorTags(),
+            input_tags=InputTags(two_d_array=True, string=True, categorical=True),
+            non_deterministic=True,  # fast compute picks strategies by timing
+        )
+
     @classmethod
     def _param_names(cls) -> list[str]:
         sig = inspect.signature(cls.__init__)
@@ -93,12 +131,31 @@ class Recommender:
         return f"{type(self).__name__}({args})"
 
     # ------------------------------------------------------------------ fit
-    def fit(self, train: Any, valid: Any = None) -> Self:
-        """Fit on a DataFrame (user, item, rating columns) or a PreparedDataset."""
-        dataset = as_dataset(train, valid)
+    def fit(self, train: Any, valid: Any = None, *, columns: dict[str, str] | None = None) -> Self:
+        """Fit on a DataFrame (user, item, rating columns), a PreparedDataset, or
+        scikit-learn's (X, y): X the user and item ids, y the ratings."""
+        dataset = self._input_dataset(train, valid, columns)
         self._set_index(dataset)
         self._fit_dataset(dataset)
         return self
+
+    def _input_dataset(
+        self, train: Any, valid: Any, columns: dict[str, str] | None
+    ) -> PreparedDataset:
+        """What every fit starts with: the dataset, and the column mapping to remember."""
+        from deeprec.frames import check_columns
+
+        dataset = as_dataset(train, valid, columns=columns)
+        self.columns_ = check_columns(columns)
+        return dataset
+
+    def _columns(self, columns: dict[str, str] | None) -> dict[str, str]:
+        """The mapping a call uses: its own, else the one given to fit."""
+        from deeprec.frames import check_columns
+
+        if columns is not None:
+            return check_columns(columns)
+        return dict(getattr(self, "columns_", {}) or {})
 
     def _set_index(self, dataset: PreparedDataset) -> None:
         self.user_ids_ = dataset.user_ids
@@ -121,15 +178,35 @@ class Recommender:
             raise DataError(f"this {type(self).__name__} is not fitted yet; call fit() first")
 
     # -------------------------------------------------------------- predict
+    def known(self, users: Any, items: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Whether each raw user id and each raw item id was seen in training."""
+        self._check_fitted()
+        return (
+            lookup(self.user_ids_, np.asarray(users)) >= 0,
+            lookup(self.item_ids_, np.asarray(items)) >= 0,
+        )
+
     def predict(
-        self, users: Any, items: Any, *, unknown: str = "fallback", clip: bool = True
+        self,
+        users: Any,
+        items: Any = None,
+        *,
+        columns: dict[str, str] | None = None,
+        unknown: str = "fallback",
+        clip: bool = True,
     ) -> np.ndarray:
-        """Predicted ratings for parallel arrays of raw user and item ids.
+        """Predicted ratings for parallel arrays of raw user and item ids, or for a table of
+        (user, item) ids given alone (scikit-learn's ``predict(X)``; `columns` names them).
 
         Pairs with an unknown user or item get the training mean (``unknown="fallback"``),
         NaN (``"nan"``), or raise (``"raise"``). Predictions are clipped to the training
         rating range unless `clip` is false.
         """
+        if items is None:
+            from deeprec.frames import id_columns
+
+            self._check_fitted()
+            users, items = id_columns(users, self._columns(columns))
         self._check_fitted()
         u = lookup(self.user_ids_, np.asarray(users))
         i = lookup(self.item_ids_, np.asarray(items))
@@ -152,21 +229,44 @@ class Recommender:
             out = np.clip(out, low, high)
         return out
 
-    def score(self, test: Any, split: str = "test") -> dict[str, float | int]:
+    def score(
+        self,
+        test: Any,
+        y: Any = None,
+        split: str = "test",
+        *,
+        columns: dict[str, str] | None = None,
+    ) -> Any:
         """RMSE and MAE on a DataFrame of raw-id ratings or a PreparedDataset's split.
 
-        ``rmse``/``mae`` use predictions clipped to the rating scale (the headline);
-        ``rmse_unclipped``/``mae_unclipped`` are reported beside them.
+        Returns a dict: ``rmse``/``mae`` use predictions clipped to the rating scale (the
+        headline); ``rmse_unclipped``/``mae_unclipped`` are reported beside them, with ``n``
+        and ``n_unknown``. ``score(dataset, "valid")`` still names the split.
+
+        scikit-learn form, ``score(X, y)`` (X user and item ids, y ratings): returns one
+        float, minus the clipped RMSE, so that greater is better and GridSearchCV's default
+        scoring selects on RMSE (as ``scoring="neg_root_mean_squared_error"`` does).
         """
-        if isinstance(test, PreparedDataset):
+        if isinstance(y, str):  # score(dataset, "valid"): the split, positionally
+            split, y = y, None
+        if is_target := y is not None:
+            from deeprec.frames import id_columns
+
+            self._check_fitted()
+            users, items = id_columns(test, self._columns(columns))
+            truth = np.asarray(y, dtype=np.float64).reshape(-1)
+            if truth.shape[0] != users.shape[0]:
+                raise DataError(f"X has {users.shape[0]} rows but y has {truth.shape[0]}")
+        elif isinstance(test, PreparedDataset):
             part = test.split(split)
             users = test.user_ids[part.users]
             items = test.item_ids[part.items]
             truth = part.ratings.astype(np.float64)
         else:
-            from deeprec.data.table import ITEM, RATING, USER, ids_to_numpy, to_ratings_table
+            from deeprec.data.table import ITEM, RATING, USER, ids_to_numpy
+            from deeprec.frames import ratings_table
 
-            table = to_ratings_table(test)
+            table = ratings_table(test, self._columns(columns))
             users = ids_to_numpy(table.get_column(USER))
             items = ids_to_numpy(table.get_column(ITEM))
             truth = table.get_column(RATING).to_numpy().astype(np.float64)
@@ -178,6 +278,8 @@ class Recommender:
         n_unknown = int(
             ((lookup(self.user_ids_, users) < 0) | (lookup(self.item_ids_, items) < 0)).sum()
         )
+        if is_target:
+            return -float(np.sqrt(np.mean((clipped - truth) ** 2)))
         return {
             "rmse": float(np.sqrt(np.mean((clipped - truth) ** 2))),
             "mae": float(np.mean(np.abs(clipped - truth))),
@@ -188,14 +290,52 @@ class Recommender:
         }
 
     # ------------------------------------------- top-N and fold-in (deeprec.recommend)
-    def recommend(self, user: Any, k: int = 10, *, exclude_rated: bool = True) -> Any:
-        """The k best items for a known user: DataFrame (item, score), best first.
+    def recommend(
+        self,
+        user: Any,
+        k: int = 10,
+        *,
+        exclude_rated: bool = True,
+        exclude_seen: bool | None = None,
+        items: Any = None,
+        on_unknown: str = "raise",
+        columns: dict[str, str] | None = None,
+    ) -> Any:
+        """Top-k items of known users, ranked by the unclipped score.
 
-        Raises UnknownIdError for a user not seen in training (use `recommend_for`).
+        One user id: a DataFrame (item, score, prediction), best first. A list, array or
+        Series of user ids: one DataFrame (user, rank, item, score, prediction) for all of
+        them (unknown ones raise UnknownIdError, or are left out with
+        ``on_unknown="skip"``; use `recommend_for` for new users). `exclude_seen` (alias
+        `exclude_rated`) drops items the user rated in training; `items` restricts the
+        candidates to those raw item ids (unknown ones are ignored). ``score`` is the
+        model's unclipped output, ``prediction`` that clipped to the rating scale. The
+        user/item columns are named as in `columns` (or the mapping given to fit).
         """
-        from deeprec.recommend.topn import recommend_user
+        from deeprec.frames import rename_output
+        from deeprec.recommend.topn import recommend_user, recommend_users
 
-        return recommend_user(self, user, k, exclude_rated=exclude_rated)
+        exclude = exclude_rated if exclude_seen is None else exclude_seen
+        if _is_many(user):
+            frame = recommend_users(
+                self, list(user), k, exclude_seen=exclude, items=items, on_unknown=on_unknown
+            )
+        else:
+            frame = recommend_user(self, user, k, exclude_rated=exclude, items=items)
+        return rename_output(frame, self._columns(columns))
+
+    def similar_items(self, item: Any, k: int = 10) -> Any:
+        """The k items most similar to `item` (a raw id) by cosine similarity of the
+        model's learned item representations: DataFrame (item, similarity), best first.
+
+        What the representation is depends on the model (``_item_vectors``): for DeepRec,
+        user-based, the item's row of the output layer (the weights its predicted rating
+        is read through); item-based, the code-layer encoding of the item's training
+        ratings. Baselines without item vectors raise NotImplementedError."""
+        from deeprec.frames import rename_output
+        from deeprec.recommend.similar import similar_items
+
+        return rename_output(similar_items(self, item, k), self._columns(None))
 
     def recommend_for(
         self, ratings: Any, k: int = 10, *, exclude_rated: bool = True, on_unknown: str = "report"
@@ -291,6 +431,7 @@ class Recommender:
             "n_items": self.n_items,
             "rating_range": list(self.rating_range_),
             "global_mean": self.global_mean_,
+            "columns": getattr(self, "columns_", {}),
             "fitted": self._fitted_meta(),
         }
         with atomic_directory(path, overwrite=overwrite) as tmp:
@@ -307,6 +448,13 @@ class Recommender:
         if cls is not Recommender and not isinstance(model, cls):
             raise CheckpointError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
         return model
+
+
+def _is_many(user: Any) -> bool:
+    """A collection of user ids (batch recommend) rather than one id."""
+    if isinstance(user, (str, bytes)) or np.isscalar(user):
+        return False
+    return isinstance(user, (list, tuple, set, np.ndarray)) or hasattr(user, "to_numpy")
 
 
 def _json_default(value: Any) -> Any:
@@ -366,6 +514,7 @@ def load_model(path: str | Path) -> Recommender:
         model.item_ids_ = item_ids
         model.rating_range_ = tuple(info["rating_range"])
         model.global_mean_ = float(info["global_mean"])
+        model.columns_ = {str(k): str(v) for k, v in (info.get("columns") or {}).items()}
         try:
             model.train_ = CSRMatrix(
                 indptr=state.pop("_train.indptr").numpy(),

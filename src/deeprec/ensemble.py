@@ -154,15 +154,14 @@ class Ensemble(Recommender):
         train: Any,
         valid: Any = None,
         *,
+        columns: dict[str, str] | None = None,
         on_epoch_end: Callable[[int, Any, bool], None] | None = None,
     ) -> Ensemble:
         """Fit every member on `train` (early stopping / best epoch on the validation split),
         then the blend weights on the validation split.
 
         `on_epoch_end(member_index, record, improved)` is called after every member epoch."""
-        from deeprec.base import as_dataset
-
-        dataset = as_dataset(train, valid)
+        dataset = self._input_dataset(train, valid, columns)
         self._set_index(dataset)
         self._fit_dataset(dataset, on_epoch_end=on_epoch_end)
         return self

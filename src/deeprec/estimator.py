@@ -322,20 +322,20 @@ class DeepRec(Recommender):
         train: Any,
         valid: Any = None,
         *,
+        columns: dict[str, str] | None = None,
         on_epoch_end: Any = None,
         checkpointer: Any = None,
         echo: Any = None,
     ) -> DeepRec:
-        """Train on a DataFrame (user, item, rating) or a PreparedDataset.
+        """Train on a DataFrame (user, item, rating), a PreparedDataset, or scikit-learn's
+        (X, y); `columns` names the tables' columns (see deeprec.frames).
 
         `on_epoch_end(record, improved)` is called after every epoch (used by run dirs);
         `checkpointer` (train.checkpoint.Checkpointer) writes checkpoints and resumes; both
         apply to a fully specified model, not to a selection. `echo(line)` receives the
         selection's report (print when `verbose`).
         """
-        from deeprec.base import as_dataset
-
-        dataset = as_dataset(train, valid)
+        dataset = self._input_dataset(train, valid, columns)
         self._set_index(dataset)
         for name in ("config_", "selection_"):
             vars(self).pop(name, None)  # a refit chooses again

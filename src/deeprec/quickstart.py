@@ -7,8 +7,11 @@ gives the same numbers on the same machine.
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,8 @@ DEFAULT_USERS = 20_000
 DEFAULT_ITEMS = 2_000
 DEFAULT_RATINGS = 1_500_000
 SPLIT = "netflix-3m"
+MARKER = ".deeprec-quickstart"  # written into every quickstart folder
+OWN_ENTRIES = {"raw", "data", "run", MARKER}
 
 
 @dataclass
@@ -47,19 +52,80 @@ def run_quickstart(
     progress: bool = True,
     echo: Callable[[str], None] = print,
 ) -> QuickstartResult:
-    """Run every stage into `out` (raw/, data/, run/) and return what was printed."""
-    from deeprec.data.dataset import PreparedDataset
-    from deeprec.data.prepare import format_table1, prepare_dataset
-    from deeprec.data.synth import synthesize
+    """Run every stage into `out` (raw/, data/, run/) and return what was printed.
+
+    A folder that holds a previous quickstart's output (only raw/, data/, run/ and the
+    marker file) is replaced, so the command can be run again; the previous output is
+    moved aside first and put back if this run fails. Any other non-empty folder is
+    refused unless `overwrite`."""
     from deeprec.presets import load_preset
-    from deeprec.train.run import train_run
 
     started = time.perf_counter()
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} is not empty (pass --overwrite to replace its contents)")
+    previous = _previous_output(out, overwrite)
+    with _replacing(out, previous, echo):
+        return _run_stages(
+            out, started, n_users=n_users, n_items=n_items, n_ratings=n_ratings,
+            config=config or load_preset("quickstart"), seed=seed, progress=progress, echo=echo,
+        )  # fmt: skip
+
+
+def _previous_output(out: Path, overwrite: bool) -> bool:
+    """Whether `out` holds an earlier quickstart's output to replace (raises if it holds
+    anything else, unless `overwrite`)."""
+    if not out.exists() or not any(out.iterdir()):
+        return False
+    names = {p.name for p in out.iterdir()}
+    ours = names <= OWN_ENTRIES and (
+        MARKER in names or (out / "data" / "meta.json").is_file()  # made before the marker
+    )
+    if ours:
+        return True
+    if overwrite:
+        return False
+    raise FileExistsError(
+        f"{out} is not empty and is not a previous quickstart folder (pass --overwrite to "
+        "replace its contents, or choose another --out)"
+    )
+
+
+@contextmanager
+def _replacing(out: Path, previous: bool, echo: Callable[[str], None]) -> Iterator[None]:
+    """Move a previous quickstart output aside, run, then delete it (or restore it if the
+    run fails, removing what the failed run wrote)."""
+    aside = out.with_name(f"{out.name}.previous-{os.getpid()}")
+    if previous:
+        out.rename(aside)
+        echo(f"replacing the previous quickstart output in {out}")
     out.mkdir(parents=True, exist_ok=True)
-    config = config or load_preset("quickstart")
+    (out / MARKER).write_text("written by `deeprec quickstart`; a rerun replaces this folder\n")
+    try:
+        yield
+    except BaseException:
+        if previous:
+            shutil.rmtree(out, ignore_errors=True)
+            aside.rename(out)
+        raise
+    if previous:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _run_stages(
+    out: Path,
+    started: float,
+    *,
+    n_users: int,
+    n_items: int,
+    n_ratings: int,
+    config: TrainConfig,
+    seed: int,
+    progress: bool,
+    echo: Callable[[str], None],
+) -> QuickstartResult:
+    from deeprec.data.dataset import PreparedDataset
+    from deeprec.data.prepare import format_table1, prepare_dataset
+    from deeprec.data.synth import synthesize
+    from deeprec.train.run import train_run
 
     echo(f"[1/4] generating a synthetic Netflix-shaped log: {n_users:,} users, "
          f"{n_items:,} items, {n_ratings:,} ratings (seed {seed})")  # fmt: skip

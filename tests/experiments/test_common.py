@@ -68,3 +68,23 @@ def test_subsample_keeps_a_seeded_fraction_of_users_with_all_their_ratings(tiny_
     full_train = dataset.to_pandas("train")
     assert len(half.train) == int(full_train.user.isin(half.user_ids).sum())
     assert subsample_users(dataset, 1.0, seed=3) is dataset
+
+
+def test_traced_run_honours_center_like_the_estimator(tiny_dataset) -> None:
+    from deeprec.estimator import DeepRec
+
+    dataset = PreparedDataset.load(tiny_dataset)
+    for center in ("none", "bias"):
+        config = TrainConfig(hidden=[8], epochs=2, optimizer="adam", lr=0.01, center=center)
+        run = train_traced(dataset, config, center, keep_model=True)
+        model = DeepRec.from_config(config).fit(dataset)
+        assert run.best_valid_rmse == model.best_valid_rmse_
+        assert run.test_rmse == model.score(dataset, "test")["rmse"]
+        assert run.model.center == center
+
+
+def test_a_diverged_traced_run_is_recorded(tiny_dataset) -> None:
+    dataset = PreparedDataset.load(tiny_dataset)
+    config = TrainConfig(hidden=[8], epochs=3, optimizer="sgd", lr=1e6, center="none")
+    run = train_traced(dataset, config, "boom")
+    assert run.diverged and "loss became" in run.diverged

@@ -117,3 +117,37 @@ def test_full_grid_is_the_cartesian_product() -> None:
     combos = trials(space, None, 0)
     assert len(combos) == 6
     assert {"lr": 0.2, "hidden": [8, 8]} in combos
+
+
+@pytest.mark.parametrize("center", ["none", "bias"])
+def test_a_trial_trains_exactly_as_deeprec_train_does(
+    tiny_dataset: Path, tmp_path: Path, center: str
+) -> None:
+    """A trial's valid RMSE is the estimator's for best.yaml (regression: tune dropped
+    `center` and reported the uncentred number under a `center: bias` best.yaml)."""
+    from deeprec.estimator import DeepRec
+    from deeprec.train.config import TrainConfig
+
+    dataset = PreparedDataset.load(tiny_dataset)
+    space = SearchSpace(
+        base={"epochs": 3, "hidden": [8], "optimizer": "adam", "center": center},
+        grid={"lr": [0.01]},
+    )
+    result = tune(dataset, space, tmp_path, seed=3)
+    config = TrainConfig.from_yaml(tmp_path / "best.yaml")
+    assert config.center == center
+    model = DeepRec.from_config(config).fit(dataset)
+    assert result.rows[0]["best_valid_rmse"] == pytest.approx(model.best_valid_rmse_, abs=1e-12)
+    test = json.loads((tmp_path / "best_test.json").read_text())
+    assert test["rmse"] == pytest.approx(model.score(dataset, "test")["rmse"], abs=1e-12)
+
+
+def test_centring_changes_a_trials_validation_rmse(tiny_dataset: Path, tmp_path: Path) -> None:
+    dataset = PreparedDataset.load(tiny_dataset)
+    space = SearchSpace(
+        base={"epochs": 2, "hidden": [8], "optimizer": "adam", "lr": 0.01},
+        grid={"center": ["none", "bias"]},
+    )
+    result = tune(dataset, space, tmp_path)
+    none, bias = (r["best_valid_rmse"] for r in result.rows)
+    assert abs(none - bias) > 1e-4

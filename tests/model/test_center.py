@@ -127,8 +127,9 @@ def test_centring_beats_uncentred_on_strong_biases() -> None:
     assert centred < bias_only - 0.1, (bias_only, centred)
 
 
-def test_export_sidecar_describes_the_centring(tmp_path, dataset, centred) -> None:
-    """The exported graph works on residuals; the sidecar carries the baseline to add back."""
+def test_export_of_a_centred_model_outputs_ratings(tmp_path, dataset, centred) -> None:
+    """The exported graph takes raw ratings and a rated mask, centres the row itself and
+    outputs ratings: a new user's fold-in, as predict_for gives it (unclipped)."""
     import json
 
     from deeprec.recommend.export import export_model, run_exported
@@ -136,14 +137,17 @@ def test_export_sidecar_describes_the_centring(tmp_path, dataset, centred) -> No
     out = tmp_path / "m.pt"
     export_model(centred, out, "torchscript", n_check=4)
     side = json.loads(out.with_name("m.pt.json").read_text())
-    assert side["center"] == "bias"
+    assert side["center"] == "bias" and side["rated"] == "rated"
     user = 2
-    items, resid = _residual_row(centred, user)
+    row = slice(centred.train_.indptr[user], centred.train_.indptr[user + 1])
+    items, ratings = centred.train_.indices[row], centred.train_.values[row]
     x = np.zeros((1, centred.n_items), np.float32)
-    x[0, items] = resid
-    assert side["output_scale"] == pytest.approx(centred.output_scale)
-    pred = run_exported(out, "torchscript", x)[0] * side["output_scale"]
-    pred = pred + side["center_global_mean"]
-    pred = pred + side["center_user_bias"][user] + np.asarray(side["center_item_bias"])
-    want = centred._score_users(np.array([user]))[0]
-    np.testing.assert_allclose(pred, want, atol=1e-4)
+    rated = np.zeros_like(x)
+    x[0, items], rated[0, items] = ratings, 1.0
+    pred = run_exported(out, "torchscript", x, rated)[0]
+    given = dict(zip(centred.item_ids_[items].tolist(), ratings.tolist(), strict=True))
+    want = centred.predict_for(given, centred.item_ids_.tolist(), clip=False).frame
+    np.testing.assert_allclose(pred, want["prediction"], atol=1e-4)
+    # ratings, close to the known user's own predictions (trained b_u vs folded-in b_u)
+    known = centred._score_users(np.array([user]))[0]
+    assert float(np.sqrt(np.mean((pred - known) ** 2))) < 0.15

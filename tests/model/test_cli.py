@@ -82,8 +82,32 @@ def test_predict_writes_raw_id_predictions(trained) -> None:
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(out.open()))
     assert [r["user"] for r in rows] == ["100", "107", "123456"]
-    assert list(rows[0]) == ["user", "item", "prediction", "rating"]
+    assert list(rows[0]) == ["user", "item", "prediction", "rating", "known"]
     assert all(1.0 <= float(r["prediction"]) <= 5.0 for r in rows)
+    # user 123456 is unknown: marked in the output and counted in a warning
+    assert [r["known"] for r in rows] == ["true", "true", "false"]
+    assert "warning: 1 of 3 pairs" in proc.stderr and "1 unknown user(s)" in proc.stderr
+    assert "training mean" in proc.stderr
+
+
+def test_predict_unknown_modes(trained) -> None:
+    root = trained["root"]
+    pairs = root / "pairs2.csv"
+    pairs.write_text("user,item\n100,5\n100,999999\n")
+    out = root / "pred2.csv"
+    args = ("predict", "--run", str(trained["run"]), "--pairs", str(pairs), "--out", str(out))
+    proc = _run(*args, "--unknown", "empty", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert rows[1]["prediction"] == "" and rows[1]["known"] == "false"
+    assert "1 unknown item(s)" in proc.stderr and "left empty" in proc.stderr
+    proc = _run(*args, "--unknown", "error", cwd=root)
+    assert proc.returncode == 2 and "unknown user or item at position 1" in proc.stderr
+    known_only = root / "pairs3.csv"
+    known_only.write_text("user,item\n100,5\n")
+    proc = _run("predict", "--run", str(trained["run"]), "--pairs", str(known_only),
+                "--out", str(out), cwd=root)  # fmt: skip
+    assert proc.returncode == 0 and "warning" not in proc.stderr
 
 
 def test_cli_errors_are_one_clear_line(trained, tmp_path) -> None:
@@ -96,3 +120,20 @@ def test_cli_errors_are_one_clear_line(trained, tmp_path) -> None:
     proc = _run("train", "--data", str(trained["data"]), "--out", str(tmp_path / "r2"),
                 "--set", "hidden=[0]", cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 2 and "hidden" in proc.stderr
+
+
+def test_train_says_how_it_ended_and_where_things_are(trained, tmp_path) -> None:
+    text = trained["stdout"]
+    assert "trained all 3 epochs" in text
+    assert "best epoch" in text and "that model is kept" in text
+    run = trained["run"]
+    assert f"model: {run / 'best'}" in text and f"curves: {run / 'curves.png'}" in text
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["stopped_early"] is False and summary["curves"] == str(run / "curves.png")
+    # a run that stops early says so and names the option (lr 1e-30: weights never change)
+    config = trained["root"] / "stop.yaml"
+    config.write_text("hidden: [4]\nepochs: 30\nbatch_size: 16\nlr: 1.0e-30\nearly_stopping: 1\n")
+    proc = _run("train", "--data", str(trained["data"]), "--config", str(config),
+                "--out", str(tmp_path / "r"), "-q", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "stopped early after epoch 2 of 30" in proc.stdout and "(early_stopping)" in proc.stdout

@@ -11,33 +11,71 @@ import pandas as pd
 import pytest
 import torch
 
-from deeprec.recommend.export import export_model, parity_inputs, run_exported
+from deeprec.recommend.export import export_model, parity_inputs, parity_ratings, run_exported
 
 from .conftest import cli_env
 
+FORMATS = [("onnx", ".onnx"), ("torchscript", ".pt")]
 
-@pytest.mark.parametrize(("fmt", "suffix"), [("onnx", ".onnx"), ("torchscript", ".pt")])
-def test_export_parity_on_random_users(fitted, tmp_path, fmt, suffix):
+
+def _fold_in_reference(model, x, rated):
+    """Each row's predictions through the public new-user API (unclipped)."""
+    rows = []
+    for r in range(x.shape[0]):
+        index = np.flatnonzero(rated[r])
+        given = dict(zip(model.item_ids_[index].tolist(), x[r, index].tolist(), strict=True))
+        result = model.predict_for(given, model.item_ids_.tolist(), clip=False)
+        rows.append(result.frame["prediction"].to_numpy())
+    return np.stack(rows)
+
+
+@pytest.mark.parametrize(("fmt", "suffix"), FORMATS)
+def test_export_of_a_centred_model_outputs_ratings(fitted, tmp_path, fmt, suffix):
+    """center="bias" (the default): the graph takes ratings and a rated mask, centres the
+    row itself and outputs ratings, equal to predict_for (a new user's fold-in)."""
     if fmt == "onnx":
         pytest.importorskip("onnxruntime")
+    assert fitted.center == "bias"
     out = tmp_path / f"model{suffix}"
     report = export_model(fitted, out, fmt, n_check=32, seed=4)
     assert report["parity_ok"] and report["parity_max_abs_diff"] <= 1e-5
+    assert report["inputs"] == ["ratings", "rated"]
     # independent check on other random users, a different batch size than the export's
-    x = parity_inputs(fitted, n=17, seed=99).numpy()
-    got = run_exported(out, fmt, x)
-    users = np.sort(np.random.default_rng(99).choice(240, 17, replace=False))
-    expected = fitted._score_users(users)
-    # center="bias" (the default): the graph maps residuals to residuals; add mu + b_u + b_i
-    got = got + fitted._baseline(users[:, None], np.arange(fitted.n_items)[None, :])
-    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+    x, rated, users = parity_ratings(fitted, n=17, seed=99)
+    got = run_exported(out, fmt, x, rated)
+    np.testing.assert_allclose(got, _fold_in_reference(fitted, x, rated), atol=1e-4, rtol=0)
+    # ratings, not residuals: on the scale, close to the known users' own predictions
+    assert abs(float(got.mean()) - fitted.global_mean_) < 0.3
+    known = fitted._score_users(users)
+    assert float(np.sqrt(np.mean((got - known) ** 2))) < 0.1
     sidecar = json.loads((tmp_path / f"model{suffix}.json").read_text())
     assert sidecar["input_ids"] == fitted.item_ids_.tolist()
     assert sidecar["rating_range"] == list(fitted.rating_range_)
+    assert sidecar["center"] == "bias" and sidecar["rated"] == "rated"
 
 
-@pytest.mark.parametrize(("fmt", "suffix"), [("onnx", ".onnx"), ("torchscript", ".pt")])
-def test_export_parity_with_row_scaling_and_rated_indicator(ratings_frame, tmp_path, fmt, suffix):
+@pytest.mark.parametrize(("fmt", "suffix"), FORMATS)
+def test_export_parity_of_an_uncentred_model(ratings_frame, tmp_path, fmt, suffix):
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    from deeprec import DeepRec
+
+    model = DeepRec(hidden=[16], epochs=2, center="none", seed=2).fit(ratings_frame)
+    out = tmp_path / f"model{suffix}"
+    report = export_model(model, out, fmt, n_check=32, seed=4)
+    assert report["parity_ok"] and report["inputs"] == ["ratings"]
+    x = parity_inputs(model, n=17, seed=99).numpy()
+    users = np.sort(np.random.default_rng(99).choice(240, 17, replace=False))
+    np.testing.assert_allclose(
+        run_exported(out, fmt, x), model._score_users(users), atol=1e-5, rtol=0
+    )
+
+
+@pytest.mark.parametrize(("fmt", "suffix"), FORMATS)
+@pytest.mark.parametrize("center", ["none", "bias"])
+def test_export_parity_with_row_scaling_and_rated_indicator(
+    ratings_frame, tmp_path, fmt, suffix, center
+):
     """The input options live in the module's forward, so exported graphs must carry them."""
     if fmt == "onnx":
         pytest.importorskip("onnxruntime")
@@ -49,15 +87,40 @@ def test_export_parity_with_row_scaling_and_rated_indicator(ratings_frame, tmp_p
         input_row_scale=3.0,
         rated_indicator=True,
         compute="reference",
+        center=center,
         seed=2,
     ).fit(ratings_frame)
     out = tmp_path / f"model{suffix}"
     report = export_model(model, out, fmt, n_check=32, seed=4)
     assert report["parity_ok"] and report["parity_max_abs_diff"] <= 1e-5
-    x = parity_inputs(model, n=9, seed=5).numpy()
-    with torch.inference_mode():
-        expected = model.module_(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(run_exported(out, fmt, x), expected, atol=1e-5, rtol=0)
+    if center == "none":
+        x = parity_inputs(model, n=9, seed=5).numpy()
+        with torch.inference_mode():
+            expected = model.module_(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(run_exported(out, fmt, x), expected, atol=1e-5, rtol=0)
+    else:
+        x, rated, _ = parity_ratings(model, n=9, seed=5)
+        expected = _fold_in_reference(model, x, rated)
+        np.testing.assert_allclose(run_exported(out, fmt, x, rated), expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize(("fmt", "suffix"), FORMATS)
+def test_export_of_a_centred_item_based_model(ratings_frame, tmp_path, fmt, suffix):
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    from deeprec import DeepRec
+
+    model = DeepRec(hidden=[16], epochs=2, orientation="item", center="bias", seed=2)
+    model.fit(ratings_frame)
+    report = export_model(model, tmp_path / f"m{suffix}", fmt, n_check=16, seed=1)
+    assert report["parity_ok"] and report["orientation"] == "item"
+    x, rated, _ = parity_ratings(model, n=5, seed=3)
+    got = run_exported(tmp_path / f"m{suffix}", fmt, x, rated)
+    for r in range(5):
+        index = np.flatnonzero(rated[r])
+        given = dict(zip(model.user_ids_[index].tolist(), x[r, index].tolist(), strict=True))
+        want = model.predict_for_item(given, model.user_ids_.tolist(), clip=False)
+        np.testing.assert_allclose(got[r], want.frame["prediction"], atol=1e-4, rtol=0)
 
 
 def run_cli(*args):

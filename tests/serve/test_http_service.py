@@ -73,6 +73,9 @@ def test_recommend_known_user_excludes_rated(server, fitted):
     assert items == fitted.recommend(user, 10)["item"].tolist()
     scores = [r["score"] for r in body["items"]]
     assert scores == sorted(scores, reverse=True)
+    np.testing.assert_allclose(scores, fitted.recommend(user, 10)["score"], atol=1e-6)
+    low, high = fitted.rating_range_
+    np.testing.assert_allclose([r["prediction"] for r in body["items"]], np.clip(scores, low, high))
 
 
 def test_recommend_new_user_matches_python_and_excludes_rated(server, fitted):

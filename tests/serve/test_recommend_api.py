@@ -15,7 +15,7 @@ from .conftest import rated_items
 def test_recommend_known_user_is_the_best_unrated(fitted):
     user = fitted.user_ids_[7]
     top = fitted.recommend(user, k=12)
-    assert list(top.columns) == ["item", "score"] and len(top) == 12
+    assert list(top.columns) == ["item", "score", "prediction"] and len(top) == 12
     assert not set(top["item"].tolist()) & rated_items(fitted, user)
     scores = fitted._score_users(np.array([7]))[0]
     unrated = [
@@ -93,7 +93,7 @@ def test_top_n_file_matches_single_user_calls(fitted, tmp_path, suffix):
     stats = fitted.recommend_all(out, k=5, chunk_size=7)  # many small chunks
     frame = pd.read_parquet(out) if suffix == ".parquet" else pd.read_csv(out)
     assert stats["rows"] == len(frame) == 5 * fitted.n_users
-    assert list(frame.columns) == ["user", "rank", "item", "score"]
+    assert list(frame.columns) == ["user", "rank", "item", "score", "prediction"]
     for user in fitted.user_ids_[[0, 50, 239]]:
         rows = frame[frame["user"] == user].sort_values("rank")
         expected = fitted.recommend(user, 5)
@@ -139,3 +139,37 @@ def test_item_based_model_folds_in_new_items(ratings_frame):
 def test_user_based_model_refuses_new_items(fitted):
     with pytest.raises(DataError, match="user-based model cannot fold in new items"):
         fitted.predict_for_item({int(fitted.user_ids_[0]): 3.0}, [fitted.user_ids_[1]])
+
+
+def test_top_items_are_ranked_and_reported_by_unclipped_scores(fitted, tmp_path, monkeypatch):
+    """Scores above the scale no longer all read 5.0: `score` is the unclipped ranking
+    score (strictly decreasing here), `prediction` the clipped rating."""
+    high = fitted.rating_range_[1]
+    raw = high + 1.0 - np.linspace(0.0, 2.0, fitted.n_items)  # top items above the scale
+
+    def fake_scores(users):
+        return np.tile(raw, (len(users), 1))
+
+    monkeypatch.setattr(fitted, "_score_users", fake_scores)
+    user = fitted.user_ids_[3]
+    top = fitted.recommend(user, k=8, exclude_rated=False)
+    np.testing.assert_allclose(top["score"], raw[:8])
+    assert (np.diff(top["score"]) < 0).all() and top["score"].iloc[0] > high
+    np.testing.assert_allclose(top["prediction"], np.minimum(raw[:8], high))
+    out = tmp_path / "top.csv"
+    fitted.recommend_all(out, users=[user], k=8, exclude_rated=False)
+    frame = pd.read_csv(out)
+    np.testing.assert_allclose(frame["score"], raw[:8], rtol=1e-6)
+    np.testing.assert_allclose(frame["prediction"], np.minimum(raw[:8], high), rtol=1e-6)
+
+
+def test_new_user_top_items_report_unclipped_scores(fitted):
+    ratings = {fitted.item_ids_[i].item(): 5.0 for i in range(10)}
+    result = fitted.recommend_for(ratings, k=10)
+    low, high = fitted.rating_range_
+    frame = result.frame
+    assert list(frame.columns) == ["item", "score", "prediction"]
+    assert (np.diff(frame["score"]) <= 0).all()
+    np.testing.assert_allclose(frame["prediction"], np.clip(frame["score"], low, high))
+    want = fitted.predict_for(ratings, frame["item"].tolist(), clip=False).frame["prediction"]
+    np.testing.assert_allclose(frame["score"], want, atol=1e-6)

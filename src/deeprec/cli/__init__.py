@@ -11,6 +11,7 @@ import sys
 
 import typer
 
+from deeprec.cli.messages import cli_error
 from deeprec.errors import DeepRecError
 
 COMMAND_MODULES = (
@@ -41,10 +42,17 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=False)
     except DeepRecError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {cli_error(str(exc))}", err=True)
         sys.exit(2)
     except FileExistsError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {cli_error(str(exc))}", err=True)
+        sys.exit(2)
+    except UnicodeDecodeError as exc:  # a binary file where a text file (YAML, CSV) was due
+        typer.echo(
+            f"error: a file given is not UTF-8 text (byte {exc.start}: {exc.reason}); "
+            "check the path and --format",
+            err=True,
+        )
         sys.exit(2)
     except SystemExit:
         raise

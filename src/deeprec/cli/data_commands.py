@@ -95,7 +95,7 @@ def prepare(
     Duplicate (user, item) ratings keep the latest one (by timestamp, else the last in file).
     Their count is reported and stored in meta.json. Output is written atomically.
     """
-    from deeprec.data.prepare import format_table1, prepare_dataset
+    from deeprec.data.prepare import format_table1, heldout_loss_warning, prepare_dataset
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -114,6 +114,9 @@ def prepare(
         )
     for item in caught:
         typer.echo(f"warning: {item.message}", err=True)
+    lost = heldout_loss_warning(dataset.meta)
+    if lost is not None:
+        typer.echo(f"warning: {lost}", err=True)
     typer.echo(f"prepared {out} (split {split}, seed {seed})")
     typer.echo(format_table1(dataset.meta))
 

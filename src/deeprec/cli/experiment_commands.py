@@ -33,7 +33,7 @@ def experiment(
         str, typer.Argument(help="activations, depth, width, dropout, refeed or comparison.")
     ],
     data: Annotated[Path, typer.Option(help="Prepared dataset directory.")],
-    out: Annotated[Path, typer.Option(help="Folder for results.md, CSVs and PNGs.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for results.md, CSVs and PNGs.")],
     epochs: Annotated[
         int | None, typer.Option(help="Epochs per configuration (default: the recipe's).")
     ] = None,
@@ -42,7 +42,11 @@ def experiment(
     ] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed for training and the user subsample.")] = 42,
     config: Annotated[
-        Path | None, typer.Option(help="YAML replacing the recipe's base settings.")
+        Path | None,
+        typer.Option(
+            help="YAML (or a packaged preset's name, e.g. ml-100k) replacing the recipe's "
+            "base settings."
+        ),
     ] = None,
     set_: Annotated[
         list[str] | None,
@@ -54,12 +58,15 @@ def experiment(
     ] = None,
     threads: Annotated[int, typer.Option(help="torch threads (0 = torch's default).")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Reuse a non-empty --out folder.")] = False,
-    quiet: Annotated[bool, typer.Option(help="No per-run progress lines.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No per-run progress lines.")
+    ] = False,
 ) -> None:
     """Re-run one of the paper's experiments; writes a Markdown table, CSVs and PNG plots."""
     from deeprec.errors import ConfigError
     from deeprec.experiments.common import Settings
     from deeprec.experiments.recipes import RECIPES, run_recipe
+    from deeprec.presets import config_path
     from deeprec.train.config import read_yaml
 
     if name not in RECIPES:
@@ -72,7 +79,7 @@ def experiment(
         epochs=epochs,
         subsample=subsample,
         seed=seed,
-        config_values=read_yaml(config) if config else {},
+        config_values=read_yaml(config_path(config)) if config else {},
         overrides=list(set_ or []),
         threads=threads,
         progress=not quiet,
@@ -93,8 +100,10 @@ def experiment(
 
 def tune(
     data: Annotated[Path, typer.Option(help="Prepared dataset directory.")],
-    out: Annotated[Path, typer.Option(help="Folder for results.csv/.md, best.yaml.")],
-    grid: Annotated[Path, typer.Option(help="YAML: base: {...} and grid: {key: [values]}.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for results.csv/.md, best.yaml.")
+    ],
+    grid: Annotated[Path, typer.Option(help="YAML: base: {...} and grid: {key: \\[values]}.")],
     random: Annotated[
         int | None, typer.Option(help="Draw N random trials instead of the full grid.")
     ] = None,
@@ -103,7 +112,7 @@ def tune(
     subsample: Annotated[float, typer.Option(help="Fraction of users to keep (seeded).")] = 1.0,
     threads: Annotated[int, typer.Option(help="torch threads (0 = torch's default).")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Reuse a non-empty --out folder.")] = False,
-    quiet: Annotated[bool, typer.Option(help="No per-trial lines.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-trial lines.")] = False,
 ) -> None:
     """Search hyper-parameters on VALIDATION RMSE; report the chosen config's test RMSE once."""
     from deeprec.experiments.tune import load_space

@@ -14,9 +14,9 @@ def register(app: typer.Typer) -> None:
 
 
 def quickstart(
-    out: Annotated[Path, typer.Option(help="Working directory for raw/, data/ and run/.")] = Path(
-        "deeprec-quickstart"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Working directory for raw/, data/ and run/.")
+    ] = Path("deeprec-quickstart"),
     users: Annotated[int | None, typer.Option(help="Synthetic users (default 20,000).")] = None,
     items: Annotated[int | None, typer.Option(help="Synthetic items (default 2,000).")] = None,
     ratings: Annotated[
@@ -27,8 +27,14 @@ def quickstart(
         typer.Option("--set", help="Override a quickstart preset option, key=value; repeatable."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the data, the split and the model.")] = 0,
-    overwrite: Annotated[bool, typer.Option(help="Reuse a non-empty --out.")] = False,
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Reuse a non-empty --out that is not a previous quickstart folder "
+            "(a previous quickstart's output is always replaced)."
+        ),
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Generate a synthetic Netflix-shaped dataset, split it like the paper's netflix-3m,
     train the quickstart preset, and print Table-1 statistics, test RMSE and predictions."""

@@ -64,12 +64,16 @@ def recommend(
     ] = False,
     k: Annotated[int, typer.Option("-k", "--k", help="Number of items per user.")] = 10,
     out: Annotated[
-        Path | None, typer.Option(help="Output file for --all (.parquet or .csv).")
+        Path | None, typer.Option("--out", "-o", help="Output file for --all (.parquet or .csv).")
     ] = None,
     include_rated: Annotated[bool, typer.Option(help="Keep items the user already rated.")] = False,
     chunk_size: Annotated[int, typer.Option(help="Users scored per chunk (--all).")] = 512,
 ) -> None:
-    """Top-k items for a known user (--user), a new user (--ratings) or everyone (--all)."""
+    """Top-k items for a known user (--user), a new user (--ratings) or everyone (--all).
+
+    Items are ranked by `score`, the model's unclipped output (it may exceed the rating
+    scale, so the best items do not all tie at the maximum); `prediction` is the score
+    clipped to the rating scale."""
     chosen = sum(x for x in (user is not None, ratings is not None, all_users))
     if chosen != 1:
         raise DataError("give exactly one of --user, --ratings or --all")
@@ -86,8 +90,14 @@ def recommend(
         payload: dict[str, Any] = {
             "user": user,
             "items": [
-                {"item": item.item() if hasattr(item, "item") else item, "score": float(score)}
-                for item, score in zip(frame["item"], frame["score"], strict=True)
+                {
+                    "item": item.item() if hasattr(item, "item") else item,
+                    "score": float(score),
+                    "prediction": float(prediction),
+                }
+                for item, score, prediction in zip(
+                    frame["item"], frame["score"], frame["prediction"], strict=True
+                )
             ],
         }
     else:
@@ -143,7 +153,7 @@ def serve(
 
 def export(
     run: Annotated[Path, typer.Option(help="Run directory from `deeprec train`.")],
-    out: Annotated[Path, typer.Option(help="Output file (.onnx or .pt).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file (.onnx or .pt).")],
     format_: Annotated[str, typer.Option("--format", help="onnx or torchscript.")] = "onnx",
     check: Annotated[int, typer.Option(help="Random users for the parity check.")] = 64,
 ) -> None:

@@ -22,12 +22,15 @@ def train(
         Path | None, typer.Option(help="Prepared dataset directory (from `deeprec prepare`).")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Run directory to create (config, metrics, models).")
+        Path | None,
+        typer.Option("--out", "-o", help="Run directory to create (config, metrics, models)."),
     ] = None,
     config: Annotated[
         Path | None,
         typer.Option(
-            help="YAML config (see configs/); without it the model is chosen on validation (deeprec.selection)."
+            help="YAML config file, or the name of a preset shipped with deeprec "
+            "(quickstart, ml-100k, ml-1m, ml-100k-ensemble); without it the model is "
+            "chosen on validation (deeprec.selection)."
         ),
     ] = None,
     set_: Annotated[
@@ -50,7 +53,7 @@ def train(
             "which reruns the same command after a failure."
         ),
     ] = False,
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     device: Annotated[
         str | None,
         typer.Option(help="cpu, cuda or auto (CUDA when present); overrides the config's device."),
@@ -80,6 +83,10 @@ def train(
     )
 
     overrides = [*(set_ or []), *([f"device={device}"] if device else [])]
+    if config is not None:  # a file, or a packaged preset by name (deeprec.presets)
+        from deeprec.presets import config_path
+
+        config = config_path(config)
     if resume is not None:
         if out is not None or config is not None or overwrite or auto_resume:
             raise ConfigError(
@@ -170,14 +177,31 @@ def evaluate(
 def predict(
     run: Annotated[Path, typer.Option(help="Run directory from `deeprec train`.")],
     pairs: Annotated[Path, typer.Option(help="CSV with header: user,item[,rating] (raw ids).")],
-    out: Annotated[Path, typer.Option(help="Output CSV: user,item,prediction[,rating].")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output CSV: user,item,prediction[,rating],known.")
+    ],
+    unknown: Annotated[
+        str,
+        typer.Option(
+            help="Pairs with a user or item the model never saw: 'mean' (the training "
+            "mean, known=false), 'empty' (no prediction) or 'error' (stop)."
+        ),
+    ] = "mean",
 ) -> None:
-    """Predict ratings for (user, item) pairs in raw ids; unknown ids get the training mean."""
+    """Predict ratings for (user, item) pairs in raw ids.
+
+    The output's `known` column is false where the user or the item is not in the model
+    (Surprise's was_impossible); those pairs get the training mean (see --unknown), and a
+    warning says how many there were.
+    """
     import polars as pl
 
     from deeprec.atomic import atomic_path
     from deeprec.train.run_dir import load_run_model
 
+    modes = {"mean": "fallback", "empty": "nan", "error": "raise"}
+    if unknown not in modes:
+        raise DataError(f"--unknown must be one of {', '.join(modes)}, got {unknown!r}")
     model = load_run_model(run)
     if not pairs.is_file():
         raise DataError("file not found", path=pairs)
@@ -190,11 +214,28 @@ def predict(
             raise DataError(f"missing column {column!r} (have {frame.columns})", path=pairs)
     users = frame.get_column("user").to_numpy()
     items = frame.get_column("item").to_numpy()
+    known_user, known_item = model.known(users, items)
+    known = known_user & known_item
+    predictions = model.predict(users, items, unknown=modes[unknown])
     result = frame.select("user", "item").with_columns(
-        pl.Series("prediction", model.predict(users, items))
+        pl.Series("prediction", predictions, nan_to_null=True)
     )
     if "rating" in frame.columns:
         result = result.with_columns(frame.get_column("rating"))
+    result = result.with_columns(pl.Series("known", known))
+    n_unknown = int((~known).sum())
+    if n_unknown:
+        fallback = (
+            f"they get the training mean {model.global_mean_:.4f}"
+            if unknown == "mean"
+            else "their prediction is left empty"
+        )
+        typer.echo(
+            f"warning: {n_unknown:,} of {len(known):,} pairs have a user or item the model "
+            f"does not know ({int((~known_user).sum()):,} unknown user(s), "
+            f"{int((~known_item).sum()):,} unknown item(s)); {fallback} (known=false in {out})",
+            err=True,
+        )
     with atomic_path(out) as tmp:
         result.write_csv(tmp)
     typer.echo(f"wrote {result.height} predictions to {out}")

@@ -369,4 +369,20 @@ def format_table1(meta: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["format_table1", "prepare_dataset", "split_stats"]
+def heldout_loss_warning(meta: dict[str, Any], threshold: float = 0.5) -> str | None:
+    """A warning when the split dropped more than `threshold` of its held-out (valid +
+    test) ratings because their user or item has no training rating; None otherwise."""
+    dropped = sum(int(v) for k, v in meta.get("dropped_unseen", {}).items() if k != "train")
+    kept = sum(int(meta["splits"][name]["ratings"]) for name in ("valid", "test"))
+    total = dropped + kept
+    if total == 0 or dropped <= threshold * total:
+        return None
+    return (
+        f"the split dropped {dropped:,} of {total:,} held-out ratings ({dropped / total:.0%}): "
+        "their user or item has no rating in the training part. --keep-unseen keeps them "
+        "(scored with the model's fallback); a split that leaves more history in training "
+        "(e.g. --split random:0.8,0.1,0.1, or a later time cut) loses fewer"
+    )
+
+
+__all__ = ["format_table1", "heldout_loss_warning", "prepare_dataset", "split_stats"]

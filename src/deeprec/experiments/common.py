@@ -1,7 +1,8 @@
 """What every recipe shares: the run settings, user subsampling, and one traced training run.
 
-Recipes train through the Trainer directly (not the estimator) so they can record
-per-mini-batch training RMSE; seeding mirrors `DeepRec._fit_dataset` exactly.
+Recipes and `deeprec tune` train through the estimator (`DeepRec.fit`, the code `deeprec
+train` runs), so no config option can be dropped; a small hook on the Trainer the estimator
+builds records per-mini-batch training RMSE.
 """
 
 from __future__ import annotations
@@ -13,14 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from deeprec.data.dataset import PreparedDataset, Split
 from deeprec.errors import ConfigError, DataError
 from deeprec.train.config import TrainConfig
-from deeprec.train.evaluation import evaluate_sse
 from deeprec.train.step import StepResult
-from deeprec.train.trainer import EpochRecord, OrientedData, Trainer, build_model
+from deeprec.train.trainer import EpochRecord, Trainer
 
 
 @dataclass
@@ -131,6 +130,20 @@ class TracedRun:
     model: Any = None  # the trained AutoEncoder (best-by-validation weights) when kept
 
 
+class _BatchHook:
+    """Passed to `DeepRec.fit` as its `checkpointer`: the estimator hands it the Trainer it
+    built (``attach``), so a recipe can record per-batch RMSE and recover the best weights
+    of a diverged run without a second training path."""
+
+    def __init__(self, on_batch_end: Any = None) -> None:
+        self.on_batch_end = on_batch_end
+        self.trainer: Trainer | None = None
+
+    def attach(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+        trainer.on_batch_end = self.on_batch_end
+
+
 def train_traced(
     dataset: PreparedDataset,
     config: TrainConfig,
@@ -142,58 +155,51 @@ def train_traced(
 ) -> TracedRun:
     """Train one config; return per-epoch (and optionally per-batch) curves and test RMSE.
 
-    The test RMSE is that of the best-by-validation epoch, clipped to the rating scale
-    (the project's headline convention). A NaN/inf loss ends the run and is recorded, not
-    raised, so one diverging variant (e.g. a high learning rate) does not lose the others.
+    Training goes through the estimator (`DeepRec.fit`, what `deeprec train` runs), so every
+    option of the config (``center``, ``orientation``, input transforms, ...) is honoured
+    exactly as there. The test RMSE is that of the best-by-validation epoch, clipped to the
+    rating scale (the project's headline convention). A NaN/inf loss ends the run and is
+    recorded, not raised, so one diverging variant (e.g. a high learning rate) does not
+    lose the others. With `keep_model` the fitted DeepRec is kept in ``TracedRun.model``.
     """
     from deeprec.errors import TrainingError
+    from deeprec.estimator import DeepRec
 
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    data = OrientedData.from_dataset(dataset, config.orientation)
-    if data.train.nnz == 0:
+    if dataset.train.ratings.shape[0] == 0:
         raise DataError("cannot train on an empty training split")
-    model = build_model(config, data.train.shape[1])
     batches: list[tuple[int, int, float]] = []
     history: list[EpochRecord] = []
 
     def on_batch_end(epoch: int, index: int, step: StepResult) -> None:
         batches.append((epoch, index, math.sqrt(step.sse / max(step.count, 1))))
 
-    trainer = Trainer(
-        model,
-        config,
-        data,
-        rating_range=dataset.rating_range,
-        progress=progress,
-        on_epoch_end=lambda record, _improved: history.append(record),
-        on_batch_end=on_batch_end if record_batches else None,
-    )
+    hook = _BatchHook(on_batch_end if record_batches else None)
+    model = DeepRec(**config.to_dict(), verbose=progress)
     started = time.perf_counter()
     diverged = None
+    usable = True
     try:
-        result = trainer.fit()
-        best_epoch, best_valid = result.best_epoch, result.best_valid_rmse
+        model.fit(
+            dataset,
+            on_epoch_end=lambda record, _improved: history.append(record),
+            checkpointer=hook,
+        )
+        best_epoch, best_valid = model.best_epoch_, model.best_valid_rmse_
     except TrainingError as exc:
         diverged = str(exc)
         valid = [r for r in history if r.valid_rmse is not None]
         best = min(valid, key=lambda r: r.valid_rmse) if valid else None
         best_epoch = best.epoch if best else None
         best_valid = best.valid_rmse if best else None
-        if trainer.best_state is not None:
-            model.load_state_dict(trainer.best_state)
+        # the Trainer already put the module back at its best weights, if it had any
+        usable = hook.trainer is not None and hook.trainer.best_state is not None
+        model.module_ = model.module_.cpu().eval()
+        model.history_, model.best_epoch_, model.best_valid_rmse_ = history, best_epoch, best_valid
     seconds = time.perf_counter() - started
     test_rmse = None
-    if data.test.nnz and (diverged is None or trainer.best_state is not None):
-        sse, _sae, n = evaluate_sse(
-            model,
-            data.train,
-            data.test,
-            batch_size=config.eval_batch_size,
-            clip=dataset.rating_range,
-        )
-        test_rmse = math.sqrt(sse / n)
+    if len(dataset.test) and usable:
+        test_rmse = float(model.score(dataset, "test")["rmse"])
+    module = model.module_
     return TracedRun(
         label=label,
         config=config,
@@ -202,9 +208,9 @@ def train_traced(
         best_epoch=best_epoch,
         best_valid_rmse=best_valid,
         test_rmse=test_rmse,
-        n_params=sum(p.numel() for p in model.parameters()),
-        architecture=model.architecture(),
+        n_params=sum(p.numel() for p in module.parameters()),
+        architecture=module.architecture(),
         seconds=seconds,
         diverged=diverged,
-        model=model if keep_model else None,
+        model=model if keep_model and usable else None,
     )

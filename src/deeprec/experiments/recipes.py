@@ -6,8 +6,10 @@ configuration), ``epochs.csv`` (per-epoch curves), ``batches.csv`` where the pap
 per-mini-batch curves, ``configs.yaml`` (every configuration in full) and PNG plots.
 
 Unless a recipe varies them, configurations follow the paper's procedure: SGD with momentum
-0.9, lr 0.001, batch 128, SELU, linear output layer, user-based, no dropout, no re-feeding.
-`--config`/`--set` change that base; the recipe's varied keys always win.
+0.9, lr 0.001, batch 128, SELU, linear output layer, user-based, no dropout, no re-feeding,
+raw (uncentred) ratings as the paper fed them. `--config`/`--set` change that base (e.g.
+``--set center=bias``); the recipe's varied keys always win. Every configuration trains
+through `DeepRec.fit`, as `deeprec train` does.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ PAPER_PROCEDURE: dict[str, Any] = {
     "weight_decay": 0.0,
     "lr_schedule": "none",
     "early_stopping": 0,
+    "center": "none",  # the paper fed raw ratings; `--set center=bias` centres
 }
 
 ACTIVATIONS = ("sigmoid", "relu", "relu6", "tanh", "elu", "lrelu", "selu", "swish", "identity")

@@ -34,8 +34,6 @@ from deeprec.errors import ConfigError
 from deeprec.experiments.common import TracedRun, train_traced
 from deeprec.experiments.report import fmt, markdown_table, write_csv, write_text
 from deeprec.train.config import TrainConfig, read_yaml
-from deeprec.train.evaluation import evaluate_sse
-from deeprec.train.trainer import OrientedData
 
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform")
 
@@ -48,6 +46,10 @@ class SearchSpace:
 
 def load_space(path: str | Path) -> SearchSpace:
     """Read and check a grid file (unknown keys and bad shapes are ConfigErrors)."""
+    from deeprec.presets import require_text
+
+    if Path(path).is_file():
+        require_text(path, "--grid")
     raw = read_yaml(path)
     unknown_top = sorted(set(raw) - {"base", "grid"})
     if "grid" in raw:
@@ -243,15 +245,8 @@ def tune(
 def _score_test(dataset: PreparedDataset, best: TracedRun) -> dict[str, Any] | None:
     if len(dataset.test) == 0:
         return None
-    data = OrientedData.from_dataset(dataset, best.config.orientation)
-    sse, sae, n = evaluate_sse(
-        best.model,
-        data.train,
-        data.test,
-        batch_size=best.config.eval_batch_size,
-        clip=dataset.rating_range,
-    )
-    return {"split": "test", "rmse": math.sqrt(sse / n), "mae": sae / n, "n": n}
+    score = best.model.score(dataset, "test")  # the fitted DeepRec, as `deeprec train` scores
+    return {"split": "test", "rmse": score["rmse"], "mae": score["mae"], "n": score["n"]}
 
 
 def _show(value: Any) -> Any:

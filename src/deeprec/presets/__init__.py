@@ -47,3 +47,34 @@ def load_preset(name: str) -> TrainConfig:
                 "deeprec.ensemble.load_ensemble_preset"
             )
         return TrainConfig.from_yaml(path)
+
+
+def config_path(value: str | Path) -> Path:
+    """What ``--config`` names: an existing YAML file, else a preset shipped in the package
+    (``--config ml-100k``; ``ml-100k.yaml`` too). Neither is a ConfigError listing both."""
+    path = Path(value)
+    if path.is_file():
+        require_text(path, "--config")
+        return path
+    name = path.name.removesuffix(".yaml").removesuffix(".yml")
+    if path.parent == Path(".") and name in preset_names():
+        # presets are plain files inside the installed package (setuptools package-data)
+        return Path(str(resources.files(__name__) / f"{name}.yaml"))
+    raise ConfigError(
+        f"--config {value}: no such file, and not a preset shipped with deeprec "
+        f"(presets: {', '.join(preset_names())})"
+    )
+
+
+def require_text(path: str | Path, what: str) -> None:
+    """A ConfigError naming `path` when it is not UTF-8 text (a binary file given where a
+    YAML file is due), instead of a UnicodeDecodeError traceback or garbage bytes."""
+    data = Path(path).read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{what} {path}: not a YAML text file (byte {exc.start} is not UTF-8; binary?)"
+        ) from None
+    if b"\x00" in data:
+        raise ConfigError(f"{what} {path}: not a YAML text file (it holds NUL bytes; binary?)")

@@ -17,7 +17,7 @@ import torch
 
 from deeprec.errors import DataError, UnknownIdError
 from deeprec.recommend.ids import parse_ratings, resolve
-from deeprec.recommend.topn import check_k, top_k
+from deeprec.recommend.topn import check_k, scored_frame, top_k
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -31,7 +31,8 @@ ON_UNKNOWN = ("report", "raise")
 class FoldInResult:
     """A fold-in answer plus everything that was not used.
 
-    frame: ``recommend_for`` -> (item, score), best first; ``predict_for`` -> (item,
+    frame: ``recommend_for`` -> (item, score, prediction), best first (score unclipped,
+    prediction clipped to the scale); ``predict_for`` -> (item,
     prediction) in the order asked, NaN for ids the model does not know.
     """
 
@@ -131,7 +132,6 @@ def recommend_for(
     on_unknown: str = "report",
 ) -> FoldInResult:
     """The k best items for a new user given as {raw item id: rating}; rated ones excluded."""
-    import pandas as pd
 
     model._check_fitted()
     k = check_k(k)
@@ -142,12 +142,7 @@ def recommend_for(
         exclude = (torch.zeros(index.shape[0], dtype=torch.long), torch.from_numpy(index))
     best, order, valid = top_k(scores, k, exclude)
     keep = order[0][valid[0]].numpy()
-    frame = pd.DataFrame(
-        {
-            "item": model.item_ids_[keep],
-            "score": np.clip(best[0][valid[0]].numpy(), *model.rating_range_),
-        }
-    )
+    frame = scored_frame(model, keep, best[0][valid[0]].numpy())
     return FoldInResult(frame, int(index.shape[0]), unknown, [])
 
 

@@ -1,8 +1,10 @@
 """Top-N recommendation: known users one at a time, or all users in bounded chunks to a file.
 
-Ranking uses the model's raw (unclipped) outputs so that order is never lost to clipping;
-the reported `score` is the predicted rating clipped to the training scale (what `predict`
-returns). Rated items are excluded by masking the training CSR rows with -inf.
+Ranking uses the model's raw (unclipped) outputs, and that is what ``score`` reports: the
+number the list is sorted by, which may lie above the rating scale (clipped scores made the
+top items tie at the scale's maximum). ``prediction`` beside it is the same value clipped
+to the training scale (what `predict` returns). Rated items are excluded by masking the
+training CSR rows with -inf.
 """
 
 from __future__ import annotations
@@ -64,23 +66,39 @@ def _rated(model: Recommender, users: np.ndarray) -> tuple[torch.Tensor, torch.T
 
 
 def recommend_user(
-    model: Recommender, user: Any, k: int = 10, *, exclude_rated: bool = True
+    model: Recommender,
+    user: Any,
+    k: int = 10,
+    *,
+    exclude_rated: bool = True,
+    items: Sequence[Any] | None = None,
 ) -> pd.DataFrame:
-    """The k best items for a known user as a DataFrame (item, score), best first."""
-    import pandas as pd
+    """The k best items for a known user as a DataFrame (item, score, prediction), best
+    first: ``score`` is the unclipped ranking score, ``prediction`` it clipped to the scale."""
 
     model._check_fitted()
     k = check_k(k)
     u = user_index(model, user)
     users = np.array([u], dtype=np.int64)
     scores = torch.from_numpy(np.asarray(model._score_users(users), dtype=np.float64))
+    candidates = candidate_mask(model, items)
+    if candidates is not None:
+        scores[:, torch.from_numpy(~candidates)] = -torch.inf
     values, indices, valid = top_k(scores, k, _rated(model, users) if exclude_rated else None)
     keep = indices[0][valid[0]].numpy()
+    return scored_frame(model, keep, values[0][valid[0]].numpy())
+
+
+def scored_frame(model: Recommender, items: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+    """(item, score, prediction): raw item ids, unclipped scores, scores clipped to the scale."""
+    import pandas as pd
+
     low, high = model.rating_range_
     return pd.DataFrame(
         {
-            "item": model.item_ids_[keep],
-            "score": np.clip(values[0][valid[0]].numpy(), low, high),
+            "item": model.item_ids_[items],
+            "score": scores,
+            "prediction": np.clip(scores, low, high),
         }
     )
 
@@ -92,10 +110,12 @@ def iter_top_n(
     *,
     exclude_rated: bool = True,
     chunk_size: int = 512,
+    candidates: np.ndarray | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """(user index, rank, item index, raw score) arrays per chunk of users, flattened.
 
     Memory is bounded by chunk_size x n_items scores; each chunk is one torch.topk call.
+    `candidates` (a bool mask over item indices) limits the items that may be chosen.
     """
     k = check_k(k)
     if chunk_size < 1:
@@ -103,11 +123,84 @@ def iter_top_n(
     for begin in range(0, users.shape[0], chunk_size):
         chunk = users[begin : begin + chunk_size]
         scores = torch.from_numpy(np.asarray(model._score_users(chunk)))
+        if candidates is not None:
+            scores[:, torch.from_numpy(~candidates)] = -torch.inf
         values, indices, valid = top_k(scores, k, _rated(model, chunk) if exclude_rated else None)
         rows = np.repeat(chunk, values.shape[1]).reshape(values.shape)
         ranks = np.broadcast_to(np.arange(1, values.shape[1] + 1), values.shape)
         mask = valid.numpy()
         yield rows[mask], ranks[mask], indices.numpy()[mask], values.numpy()[mask]
+
+
+def candidate_mask(model: Recommender, items: Sequence[Any] | None) -> np.ndarray | None:
+    """A bool mask over item indices for raw candidate ids (None: every item). Unknown
+    candidates cannot be scored: they are left out, and none known at all is an error."""
+    if items is None:
+        return None
+    index, known = resolve(model.item_ids_, list(items))
+    if not known.any():
+        raise UnknownIdError("none of the candidate items is known to the model", field="items")
+    mask = np.zeros(model.n_items, dtype=bool)
+    mask[index[known]] = True
+    return mask
+
+
+def recommend_users(
+    model: Recommender,
+    users: Sequence[Any],
+    k: int = 10,
+    *,
+    exclude_seen: bool = True,
+    items: Sequence[Any] | None = None,
+    on_unknown: str = "raise",
+    chunk_size: int = 512,
+) -> pd.DataFrame:
+    """Top-k for many known users as one DataFrame (user, rank, item, score, prediction).
+
+    `items` restricts the candidates to those raw item ids; `exclude_seen` drops items the
+    user rated in training. Unknown users raise UnknownIdError (``on_unknown="raise"``) or
+    are left out (``"skip"``); new users are served by `recommend_for`.
+    """
+    import pandas as pd
+
+    model._check_fitted()
+    k = check_k(k)
+    if on_unknown not in ("raise", "skip"):
+        raise DataError(f"on_unknown must be 'raise' or 'skip', got {on_unknown!r}")
+    wanted = list(users)
+    index, known = resolve(model.user_ids_, wanted)
+    if not known.all() and on_unknown == "raise":
+        missing = [u for u, ok in zip(wanted, known, strict=True) if not ok]
+        raise UnknownIdError(
+            f"{len(missing)} unknown user id(s): {missing[:10]} (pass on_unknown='skip' to "
+            "leave them out, or fold new users in with recommend_for)",
+            field="users",
+        )
+    parts = list(
+        iter_top_n(
+            model,
+            index[known],
+            k,
+            exclude_rated=exclude_seen,
+            chunk_size=chunk_size,
+            candidates=candidate_mask(model, items),
+        )
+    )
+    if parts:
+        rows, ranks, cols, scores = (np.concatenate(x) for x in zip(*parts, strict=True))
+    else:
+        rows = ranks = cols = np.zeros(0, np.int64)
+        scores = np.zeros(0)
+    low, high = model.rating_range_
+    return pd.DataFrame(
+        {
+            "user": model.user_ids_[rows],
+            "rank": ranks.astype(np.int32),
+            "item": model.item_ids_[cols],
+            "score": scores,
+            "prediction": np.clip(scores, low, high),
+        }
+    )
 
 
 def output_format(path: str | Path, fmt: str | None = None) -> str:
@@ -138,7 +231,8 @@ def write_top_n(
 ) -> dict[str, Any]:
     """Write the top-k of every user (or of `users`, raw ids) to Parquet or CSV atomically.
 
-    Columns: user, rank (1 = best), item, score. Written chunk by chunk, so memory stays
+    Columns: user, rank (1 = best), item, score (unclipped, what the rank follows),
+    prediction (score clipped to the rating scale). Written chunk by chunk, so memory stays
     bounded whatever the number of users; the file appears only once complete.
     """
     import pyarrow as pa
@@ -170,7 +264,8 @@ def write_top_n(
                         "user": pa.array(model.user_ids_[rows]),
                         "rank": pa.array(ranks.astype(np.int32)),
                         "item": pa.array(model.item_ids_[items]),
-                        "score": pa.array(np.clip(scores, low, high).astype(np.float32)),
+                        "score": pa.array(scores.astype(np.float32)),
+                        "prediction": pa.array(np.clip(scores, low, high).astype(np.float32)),
                     }
                 )
                 if writer is None:
@@ -187,6 +282,7 @@ def write_top_n(
                         ("rank", pa.int32()),
                         ("item", _arrow_type(model.item_ids_)),
                         ("score", pa.float32()),
+                        ("prediction", pa.float32()),
                     ]
                 )
                 writer = _open_writer(tmp, fmt, schema)

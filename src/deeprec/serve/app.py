@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
+from deeprec.base import fitted_setting
 from deeprec.errors import DeepRecError, UnknownIdError
 from deeprec.recommend.foldin import fold_in_user
 from deeprec.recommend.ids import parse_ratings, resolve
@@ -92,7 +93,8 @@ class PredictResponse(BaseModel):
 
 class Scored(BaseModel):
     item: RawId
-    score: float
+    score: float  # unclipped: what the list is ranked by (may exceed the rating scale)
+    prediction: float  # the score clipped to the rating scale
 
 
 class RecommendResponse(BaseModel):
@@ -135,7 +137,7 @@ def create_app(
         "n_users": model.n_users,
         "n_items": model.n_items,
         "rating_range": list(model.rating_range_),
-        "orientation": getattr(model, "orientation", "user"),
+        "orientation": fitted_setting(model, "orientation", "user"),
         "params": model.get_params(),
         "limits": asdict(limits),
         **(run_info or {}),
@@ -239,12 +241,15 @@ def create_app(
         exclude = (torch.zeros_like(rated), rated) if body.exclude_rated else None
         best, order, valid = top_k(scores, body.k, exclude)
         keep = order[0][valid[0]].numpy()
-        values = np.clip(best[0][valid[0]].numpy(), low, high)
+        values = best[0][valid[0]].numpy()
+        clipped = np.clip(values, low, high)
         return {
             "user": body.user,
             "items": [
-                {"item": i, "score": v}
-                for i, v in zip(model.item_ids_[keep].tolist(), values.tolist(), strict=True)
+                {"item": i, "score": v, "prediction": c}
+                for i, v, c in zip(
+                    model.item_ids_[keep].tolist(), values.tolist(), clipped.tolist(), strict=True
+                )
             ],
             "unknown_rated": [_plain(v) for v in got["unknown"]],
             "n_ratings_used": got["used"],

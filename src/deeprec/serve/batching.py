@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from deeprec.base import fitted_setting
+
 
 class ForwardBatcher:
     """Batches user-vector forward passes of a user-based autoencoder."""
@@ -32,7 +34,7 @@ class ForwardBatcher:
     def for_model(cls, model: Any, max_batch: int = 64) -> ForwardBatcher | None:
         """A batcher for user-based models with an autoencoder module; None otherwise."""
         module = getattr(model, "module_", None)
-        if module is None or getattr(model, "orientation", "user") != "user":
+        if module is None or fitted_setting(model, "orientation", "user") != "user":
             return None
         return cls(module, model.n_items, max_batch)
 

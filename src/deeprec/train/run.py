@@ -290,9 +290,42 @@ def _train(
         model.save(run.best)
     if len(dataset.test):
         summary["test"] = model.score(dataset, "test")
+    # the history holds every epoch of the run, a resumed one's earlier epochs included
+    summary["stopped_early"] = bool(config.early_stopping and len(model.history_) < config.epochs)
+    summary.update(
+        best_model=str(run.best), curves=str(run.path / "curves.png"),
+        metrics=str(run.metrics_path),
+    )  # fmt: skip
     with writing(run.path / "summary.json", "summary"):
         run.write_json("summary.json", summary)
+    for line in outcome_lines(summary, config):
+        echo(line)
     return summary
+
+
+def outcome_lines(summary: dict[str, Any], config: TrainConfig) -> list[str]:
+    """What a user wants to know when training ends: why it stopped, which epoch is kept,
+    the test RMSE, and where the model and the curves are."""
+    epochs_run = summary.get("epochs_run", 0)
+    best, valid = summary.get("best_epoch"), summary.get("best_valid_rmse")
+    if summary.get("stopped_early"):
+        stop = (
+            f"stopped early after epoch {epochs_run} of {config.epochs}: validation RMSE did "
+            f"not improve for {config.early_stopping} epoch(s) (early_stopping)"
+        )
+    else:
+        stop = f"trained all {config.epochs} epochs"
+    lines = [stop]
+    if valid is not None:
+        lines.append(f"best epoch {best} (validation RMSE {valid:.4f}): that model is kept")
+    else:
+        lines.append(f"no validation split: the last epoch ({best}) is kept")
+    test = summary.get("test")
+    if test:
+        lines.append(f"test RMSE {test['rmse']:.4f} (MAE {test['mae']:.4f}, n = {test['n']:,})")
+    lines.append(f"model: {summary['best_model']}  (load_model, deeprec evaluate/predict --run)")
+    lines.append(f"curves: {summary['curves']}  metrics: {summary['metrics']}")
+    return lines
 
 
 def train_ensemble_run(

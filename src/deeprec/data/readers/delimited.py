@@ -32,6 +32,12 @@ def _is_number(text: str) -> bool:
 
 def sniff(data: bytes, path: Path) -> tuple[str, bool, list[str], bytes]:
     """(separator, has_header, first-line fields, data) with `::` rewritten to one byte."""
+    if b"\x00" in data[:8192]:  # text never holds NUL bytes; do not quote the garbage
+        raise DataError(
+            "looks like a binary file (NUL bytes), not delimited text; Parquet needs "
+            "--format parquet or a .parquet name",
+            path=path,
+        )
     end = data.find(b"\n")
     first = (data if end < 0 else data[:end]).decode("utf-8", errors="replace").rstrip("\r")
     if not first.strip():
