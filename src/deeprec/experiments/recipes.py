@@ -49,6 +49,7 @@ PAPER_PROCEDURE: dict[str, Any] = {
     "lr_schedule": "none",
     "early_stopping": 0,
     "center": "none",  # the paper fed raw ratings; `--set center=bias` centres
+    "standardize": False,  # ... on their own scale
 }
 
 ACTIVATIONS = ("sigmoid", "relu", "relu6", "tanh", "elu", "lrelu", "selu", "swish", "identity")
