@@ -71,7 +71,7 @@ def train(
     from deeprec.errors import ConfigError
     from deeprec.selection import needs_selection
     from deeprec.train.config import TrainConfig
-    from deeprec.train.distributed import LaunchEnv, distributed_session
+    from deeprec.train.distributed import LaunchEnv, distributed_session, resolve_device
     from deeprec.train.run import (
         has_checkpoint,
         never_checkpointed,
@@ -131,6 +131,7 @@ def train(
                 "torchrun or with --auto-resume pass --config (a selection run's RUN/config.yaml "
                 "is the chosen model's config)"
             )
+        resolve_device(TrainConfig().with_overrides(overrides).device)  # before any reading
         summary = select_run(
             data, TrainConfig.override_values(overrides), out, overwrite=overwrite,
             progress=not quiet, echo=typer.echo,
