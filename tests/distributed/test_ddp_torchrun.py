@@ -46,6 +46,7 @@ ONE_STEP = {
     "batch_size": 10_000,  # > users: epoch 1 is exactly one global batch
     "seed": 7,
     "center": "none",  # the hand_grads worker steps on the raw training matrix
+    "standardize": False,  # ... as it is
 }
 
 
