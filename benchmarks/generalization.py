@@ -125,7 +125,58 @@ def render(results: dict[str, dict[str, dict]], header: list[str]) -> str:
             )
     columns = ["set", "method", "RMSE", "MAE", "vs best Surprise", "vs best Surprise+valid"]
     columns += ["fit s", "fit / SVD++"]
-    return "\n".join([*header, "", markdown_table(rows, [*columns, "chosen"]), ""])
+    table = markdown_table(rows, [*columns, "chosen"])
+    return "\n".join([*header, "", *verdicts(results), "", table, ""])
+
+
+def verdicts(results: dict[str, dict[str, dict]]) -> list[str]:
+    """One line per set: do the defaults beat the best Surprise model, and what did the
+    selection cost as a multiple of its average candidate fit."""
+    lines = ["## The defaults against the best Surprise model, set by set", ""]
+    wins = [0, 0, 0]
+    for set_name, methods in results.items():
+        ours = methods.get("defaults")
+        if ours is None:
+            continue
+        best = {
+            prefix: min(
+                (
+                    (m["rmse"], k.split(":", 1)[1])
+                    for k, m in methods.items()
+                    if k.startswith(prefix)
+                ),
+                default=None,
+            )
+            for prefix in ("surprise:", "surprise+valid:")
+        }
+        parts = []
+        for i, (prefix, label) in enumerate(
+            (("surprise:", "on the same training ratings"), ("surprise+valid:", "with validation"))
+        ):
+            if best[prefix] is None:
+                continue
+            rmse, name = best[prefix]
+            won = ours["rmse"] < rmse
+            wins[i] += won
+            parts.append(
+                f"{'beats' if won else 'LOSES TO'} {name} {label} ({ours['rmse']:.4f} vs {rmse:.4f})"
+            )
+        wins[2] += 1
+        cost = ""
+        if ours.get("candidate_seconds"):
+            seconds = ours["candidate_seconds"]
+            mean = sum(seconds) / len(seconds)
+            cost = (
+                f"; {len(seconds)} candidates, whole fit {ours['fit_seconds'] / mean:.1f}x "
+                "the mean candidate fit"
+            )
+        chosen = f", chose {ours['selected']}" if ours.get("selected") else ""
+        lines.append(f"- `{set_name}`: {'; '.join(parts)}{chosen}{cost}.")
+    lines.append(
+        f"- In all: the defaults beat the best Surprise model on {wins[0]} of {wins[2]} sets "
+        f"(same training ratings) and on {wins[1]} of {wins[2]} (Surprise with validation)."
+    )
+    return lines
 
 
 def main() -> None:
