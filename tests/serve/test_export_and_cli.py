@@ -35,7 +35,7 @@ def test_export_of_a_centred_model_outputs_ratings(fitted, tmp_path, fmt, suffix
     row itself and outputs ratings, equal to predict_for (a new user's fold-in)."""
     if fmt == "onnx":
         pytest.importorskip("onnxruntime")
-    assert fitted.center == "bias"
+    assert fitted.config().center == "bias"
     out = tmp_path / f"model{suffix}"
     report = export_model(fitted, out, fmt, n_check=32, seed=4)
     assert report["parity_ok"] and report["parity_max_abs_diff"] <= 1e-5
@@ -60,7 +60,8 @@ def test_export_parity_of_an_uncentred_model(ratings_frame, tmp_path, fmt, suffi
         pytest.importorskip("onnxruntime")
     from deeprec import DeepRec
 
-    model = DeepRec(hidden=[16], epochs=2, center="none", seed=2).fit(ratings_frame)
+    model = DeepRec(hidden=[16], epochs=2, center="none", standardize=False, seed=2)
+    model.fit(ratings_frame)
     out = tmp_path / f"model{suffix}"
     report = export_model(model, out, fmt, n_check=32, seed=4)
     assert report["parity_ok"] and report["inputs"] == ["ratings"]
@@ -68,6 +69,29 @@ def test_export_parity_of_an_uncentred_model(ratings_frame, tmp_path, fmt, suffi
     users = np.sort(np.random.default_rng(99).choice(240, 17, replace=False))
     np.testing.assert_allclose(
         run_exported(out, fmt, x), model._score_users(users), atol=1e-5, rtol=0
+    )
+
+
+@pytest.mark.parametrize(("fmt", "suffix"), FORMATS)
+def test_export_of_a_standardised_uncentred_model_outputs_ratings(
+    ratings_frame, tmp_path, fmt, suffix
+):
+    """standardize without centring: the graph divides raw ratings by the output scale and
+    multiplies its outputs back, so it maps ratings to ratings like the estimator."""
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    from deeprec import DeepRec
+    from deeprec.data.batching import row_batch
+
+    model = DeepRec(hidden=[16], epochs=2, center="none", seed=2).fit(ratings_frame)
+    assert model.output_scale != 1.0
+    out = tmp_path / f"model{suffix}"
+    report = export_model(model, out, fmt, n_check=32, seed=4)
+    assert report["parity_ok"] and report["inputs"] == ["ratings"]
+    users = np.arange(12)
+    x, _ = row_batch(model.train_, users).dense()
+    np.testing.assert_allclose(
+        run_exported(out, fmt, x.numpy()), model._score_users(users), atol=1e-4, rtol=0
     )
 
 
@@ -88,6 +112,7 @@ def test_export_parity_with_row_scaling_and_rated_indicator(
         rated_indicator=True,
         compute="reference",
         center=center,
+        standardize=False,
         seed=2,
     ).fit(ratings_frame)
     out = tmp_path / f"model{suffix}"

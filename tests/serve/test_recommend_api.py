@@ -116,9 +116,9 @@ def test_top_n_for_listed_users_and_errors(fitted, tmp_path):
 
 def test_item_based_model_folds_in_new_items(ratings_frame):
     # uncentred, so that rows_ holds raw ratings (test_center.py checks the centred fold-in)
-    model = DeepRec(hidden=[16], epochs=2, orientation="item", batch_size=16, center="none").fit(
-        ratings_frame
-    )
+    model = DeepRec(
+        hidden=[16], epochs=2, orientation="item", batch_size=16, center="none", standardize=False
+    ).fit(ratings_frame)
     item = 5
     lo, hi = model.rows_.indptr[item], model.rows_.indptr[item + 1]
     ratings = dict(

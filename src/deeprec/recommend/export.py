@@ -164,7 +164,7 @@ def export_model(
         raise DataError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     module = _module(model)
     graph = exported_graph(model)
-    centered = graph is not module
+    centered = is_centered(model)
     if centered:
         x, rated, _rows = parity_ratings(model, n=max(2, n_check), seed=seed)
         example: tuple[torch.Tensor, ...] = (torch.from_numpy(x), torch.from_numpy(rated))
