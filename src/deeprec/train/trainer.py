@@ -84,6 +84,7 @@ def build_model(config: TrainConfig, n_inputs: int) -> AutoEncoder:
         constrained=config.constrained,
         input_row_scale=config.input_row_scale,
         rated_indicator=config.rated_indicator,
+        weight_kernel_dim=config.weight_kernel_dim,
     )
 
 
