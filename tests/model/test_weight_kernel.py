@@ -209,3 +209,14 @@ def test_the_model_itself_refuses_bad_kernel_settings() -> None:
         AutoEncoder(4, [2], weight_kernel_dim=2, constrained=True)
     with pytest.raises(ConfigError, match="compute: reference"):
         DeepRec(**{**KERNEL, "compute": "fast"}).config({})
+
+
+def test_torchscript_export_of_a_kernel_model_matches_pytorch(dataset, tmp_path) -> None:
+    from deeprec.recommend.export import export_model
+
+    model = DeepRec(**KERNEL).fit(dataset)
+    with torch.no_grad():
+        for p in model.module_.kernel_vectors():
+            p.normal_(0.0, 0.5)
+    report = export_model(model, tmp_path / "m.pt", "torchscript", n_check=4)
+    assert report["parity_ok"], report
