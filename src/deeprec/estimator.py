@@ -64,6 +64,8 @@ class DeepRec(Recommender):
         input_dropout: float = _D.input_dropout,
         input_row_scale: float = _D.input_row_scale,
         rated_indicator: bool = _D.rated_indicator,
+        weight_kernel_dim: int = _D.weight_kernel_dim,
+        kernel_sparsity: float = _D.kernel_sparsity,
         lazy_updates: bool = _D.lazy_updates,
         optimizer: str | None = None,
         lr: float | None = None,
@@ -71,6 +73,7 @@ class DeepRec(Recommender):
         weight_decay: float | None = None,
         decay_biases: bool = _D.decay_biases,
         batch_size: int | None = None,
+        lbfgs_iterations: int = _D.lbfgs_iterations,
         epochs: int | None = None,
         lr_schedule: str = _D.lr_schedule,
         lr_milestones: list[int] | tuple[int, ...] = tuple(_D.lr_milestones),
@@ -104,6 +107,8 @@ class DeepRec(Recommender):
         self.input_dropout = input_dropout
         self.input_row_scale = input_row_scale
         self.rated_indicator = rated_indicator
+        self.weight_kernel_dim = weight_kernel_dim
+        self.kernel_sparsity = kernel_sparsity
         self.lazy_updates = lazy_updates
         self.optimizer = optimizer
         self.lr = lr
@@ -111,6 +116,7 @@ class DeepRec(Recommender):
         self.weight_decay = weight_decay
         self.decay_biases = decay_biases
         self.batch_size = batch_size
+        self.lbfgs_iterations = lbfgs_iterations
         self.epochs = epochs
         self.lr_schedule = lr_schedule
         self.lr_milestones = lr_milestones

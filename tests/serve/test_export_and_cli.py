@@ -148,6 +148,23 @@ def test_export_of_a_centred_item_based_model(ratings_frame, tmp_path, fmt, suff
         np.testing.assert_allclose(got[r], want.frame["prediction"], atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize(("fmt", "suffix"), [("onnx", ".onnx"), ("torchscript", ".pt")])
+def test_export_parity_with_kernelised_weights(ratings_frame, tmp_path, fmt, suffix):
+    """weight_kernel_dim: the graph must hold the effective matrices W * K."""
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    from deeprec import DeepRec
+
+    model = DeepRec(hidden=[16], epochs=2, weight_kernel_dim=3, compute="reference", seed=2)
+    model.fit(ratings_frame)
+    with torch.no_grad():  # spread the kernel vectors so that K is far from 1
+        for p in model.module_.kernel_vectors():
+            p.normal_(0.0, 0.5)
+    out = tmp_path / f"model{suffix}"
+    report = export_model(model, out, fmt, n_check=16, seed=4)
+    assert report["parity_ok"] and report["parity_max_abs_diff"] <= 1e-5
+
+
 def run_cli(*args):
     return subprocess.run(
         [sys.executable, "-m", "deeprec", *args],

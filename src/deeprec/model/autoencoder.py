@@ -15,6 +15,15 @@ matrix (``indicator_weight``, Xavier-initialised, decayed like the other matrice
 first layer computes W x + W_r 1(x != 0) + b. Why: with centred inputs (center="bias") a
 missing entry and an average rating are both 0, so the network no longer sees *which* rows
 rated; the indicator gives that back.
+
+``weight_kernel_dim`` = d > 0 kernelises every weight matrix (Muller et al. 2018, "Kernelized
+Synaptic Weight Matrices", the layer GLocal-K pre-trains): each layer learns a d-vector per
+input unit (u_i) and per output unit (v_j) and uses W_eff = W * K with K[j, i] =
+max(0, 1 - ||v_j - u_i||^2), so K is in [0, 1] and a connection whose vectors drift apart
+by 1 or more is exactly zero. The vectors start near 0 (K ~ 1, W_eff ~ W); training with a
+penalty on ||K||^2 (TrainConfig.kernel_sparsity) prunes connections. 0 = off (the default).
+Every read of a weight matrix goes through `encoder_weight(i)` / `decoder_weight(i)`, which
+return the effective matrices.
 """
 
 from __future__ import annotations
@@ -47,6 +56,7 @@ class AutoEncoder(nn.Module):
         constrained: bool = False,
         input_row_scale: float = 0.0,
         rated_indicator: bool = False,
+        weight_kernel_dim: int = 0,
     ) -> None:
         super().__init__()
         hidden = [int(h) for h in hidden]
@@ -63,6 +73,15 @@ class AutoEncoder(nn.Module):
             )
         if not (math.isfinite(input_row_scale) and input_row_scale >= 0.0):
             raise ConfigError(f"input_row_scale must be >= 0 (0 = off), got {input_row_scale}")
+        if isinstance(weight_kernel_dim, bool) or int(weight_kernel_dim) != weight_kernel_dim:
+            raise ConfigError(f"weight_kernel_dim must be an integer, got {weight_kernel_dim!r}")
+        if weight_kernel_dim < 0:
+            raise ConfigError(f"weight_kernel_dim must be >= 0 (0 = off), got {weight_kernel_dim}")
+        if weight_kernel_dim > 0 and constrained:
+            raise ConfigError(
+                "weight_kernel_dim cannot be combined with constrained (tied) weights"
+            )
+        self.weight_kernel_dim = int(weight_kernel_dim)
         self.n_inputs = int(n_inputs)
         self.input_row_scale = float(input_row_scale)
         self.hidden = hidden
@@ -95,6 +114,21 @@ class AutoEncoder(nn.Module):
         self.indicator_weight: nn.Parameter | None = None
         if self.rated_indicator:
             self.indicator_weight = nn.Parameter(torch.empty(sizes[1], sizes[0]))
+        # kernel vectors per layer: (in, d) for the input units, (out, d) for the output units
+        d = self.weight_kernel_dim
+        n_kernels = len(hidden) if d > 0 else 0
+        self.encoder_kernels_in = nn.ParameterList(
+            _kernel_vectors(sizes[i], d) for i in range(n_kernels)
+        )
+        self.encoder_kernels_out = nn.ParameterList(
+            _kernel_vectors(sizes[i + 1], d) for i in range(n_kernels)
+        )
+        self.decoder_kernels_in = nn.ParameterList(
+            _kernel_vectors(rev[i], d) for i in range(n_kernels)
+        )
+        self.decoder_kernels_out = nn.ParameterList(
+            _kernel_vectors(rev[i + 1], d) for i in range(n_kernels)
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -104,12 +138,47 @@ class AutoEncoder(nn.Module):
             nn.init.zeros_(bias)
         if self.indicator_weight is not None:  # last: the other draws stay as without it
             nn.init.xavier_uniform_(self.indicator_weight)
+        for vectors in self.kernel_vectors():  # after everything else, for the same reason
+            nn.init.trunc_normal_(vectors, 0.0, 1e-3, -2e-3, 2e-3)
+
+    def kernel_vectors(self) -> list[nn.Parameter]:
+        """The learned kernel vectors (empty when weight_kernel_dim is 0)."""
+        return [
+            *self.encoder_kernels_in,
+            *self.encoder_kernels_out,
+            *self.decoder_kernels_in,
+            *self.decoder_kernels_out,
+        ]
+
+    def kernels(self) -> list[torch.Tensor]:
+        """Every layer's kernel matrix K (out, in), encoder layers then decoder layers."""
+        if self.weight_kernel_dim == 0:
+            return []
+        return [
+            weight_kernel(u, v)
+            for u, v in zip(
+                [*self.encoder_kernels_in, *self.decoder_kernels_in],
+                [*self.encoder_kernels_out, *self.decoder_kernels_out],
+                strict=True,
+            )
+        ]
+
+    def encoder_weight(self, i: int) -> torch.Tensor:
+        """Encoder layer i's effective (out, in) matrix (W * K when kernelised)."""
+        w = self.encoder_weights[i]
+        if self.weight_kernel_dim:
+            w = w * weight_kernel(self.encoder_kernels_in[i], self.encoder_kernels_out[i])
+        return w
 
     def decoder_weight(self, i: int) -> torch.Tensor:
-        """Decoder layer i's (out, in) matrix; a transposed view of the encoder's when tied."""
+        """Decoder layer i's effective (out, in) matrix; a transposed view of the encoder's
+        when tied; W * K when kernelised."""
         if self.constrained:
             return self.encoder_weights[len(self.hidden) - 1 - i].t()
-        return self.decoder_weights[i]
+        w = self.decoder_weights[i]
+        if self.weight_kernel_dim:
+            w = w * weight_kernel(self.decoder_kernels_in[i], self.decoder_kernels_out[i])
+        return w
 
     def _drop(self, x: torch.Tensor, is_code: bool) -> torch.Tensor:
         if self.dropout == 0.0 or self.dropout_placement == "none":
@@ -129,8 +198,8 @@ class AutoEncoder(nn.Module):
         rated = (x != 0).to(x.dtype) if self.indicator_weight is not None else None
         x = self.scale_inputs(x)
         n_layers = len(self.hidden)
-        for i, (w, b) in enumerate(zip(self.encoder_weights, self.encoder_biases, strict=True)):
-            z = F.linear(x, w, b)
+        for i, b in enumerate(self.encoder_biases):
+            z = F.linear(x, self.encoder_weight(i), b)
             if i == 0 and rated is not None:
                 z = z + F.linear(rated, self.indicator_weight)
             x = self.act(z)
@@ -160,6 +229,8 @@ class AutoEncoder(nn.Module):
         enc = ",".join(str(h) for h in self.hidden)
         dec = ",".join(str(h) for h in reversed(self.hidden[:-1]))
         dp = f",dp{self.dropout:g}" if self.dropout else ""
+        if self.weight_kernel_dim:
+            dp += f",kernel{self.weight_kernel_dim}"
         if self.rated_indicator:
             return (
                 f"{self.n_inputs}+rated,{enc}{dp}"
@@ -167,3 +238,16 @@ class AutoEncoder(nn.Module):
                 + f",{self.n_inputs}"
             )
         return f"{self.n_inputs},{enc}{dp}" + (f",{dec}" if dec else "") + f",{self.n_inputs}"
+
+
+def _kernel_vectors(n: int, d: int) -> nn.Parameter:
+    vectors = nn.Parameter(torch.empty(n, d))
+    vectors.deeprec_no_decay = True  # weight_decay is for the matrices (train/optim.py)
+    return vectors
+
+
+def weight_kernel(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """K[j, i] = max(0, 1 - ||v_j - u_i||^2) for input vectors u (in, d) and output vectors
+    v (out, d): an (out, in) matrix in [0, 1], exactly 0 where the distance is 1 or more."""
+    dist2 = (v * v).sum(1, keepdim=True) + (u * u).sum(1) - 2.0 * (v @ u.t())
+    return (1.0 - dist2).clamp_min(0.0)

@@ -18,7 +18,7 @@ from deeprec.errors import ConfigError
 from deeprec.model.activations import ACTIVATIONS
 from deeprec.model.autoencoder import DROPOUT_PLACEMENTS
 
-OPTIMIZERS = ("sgd", "adam", "adagrad", "rmsprop")
+OPTIMIZERS = ("sgd", "adam", "adagrad", "rmsprop", "lbfgs")
 SCHEDULES = ("none", "multistep")
 ORIENTATIONS = ("user", "item")
 CENTERS = ("none", "bias")
@@ -62,12 +62,21 @@ class TrainConfig:
     # true: a second input channel 1(rated) with its own first-layer matrix (model.AutoEncoder;
     # compute: reference only)
     rated_indicator: bool = False
+    # d > 0: kernelised weight matrices W * K(u_i, v_j), K = max(0, 1 - ||u - v||^2) over
+    # learned d-vectors per unit (kernelNet; model.AutoEncoder; compute: reference only);
+    # 0 = off. kernel_sparsity: the penalty kernel_sparsity/2 * sum K^2 added to the loss
+    # (same units as weight_decay: the loss is the mean squared error over the batch)
+    weight_kernel_dim: int = 0
+    kernel_sparsity: float = 0.0
     optimizer: str = "adam"
     lr: float = 0.001
     momentum: float = 0.9
     weight_decay: float = 0.01
     decay_biases: bool = False  # weight_decay on biases too (the reference code's behaviour)
     batch_size: int = 128
+    # optimizer lbfgs: L-BFGS iterations (strong-Wolfe line search) per epoch, one full
+    # batch (batch_size >= the number of rows); lr is L-BFGS's step scale (1.0 is usual)
+    lbfgs_iterations: int = 5
     epochs: int = 50
     lr_schedule: str = "none"
     lr_milestones: list[int] = field(default_factory=lambda: [24, 36, 48, 66, 72])
@@ -138,8 +147,48 @@ class TrainConfig:
             "checkpoint_every_epochs",
             "checkpoint_every_batches",
             "checkpoint_keep",
+            "weight_kernel_dim",
+            "lbfgs_iterations",
         ):
             setattr(self, key, _int(key, getattr(self, key)))
+        _expect(self.weight_kernel_dim >= 0, "weight_kernel_dim", "must be >= 0 (0 = off)")
+        _expect(
+            self.weight_kernel_dim == 0 or self.compute == "reference",
+            "weight_kernel_dim",
+            "needs compute: reference (the fast path does not implement it)",
+        )
+        _expect(
+            self.weight_kernel_dim == 0 or not self.constrained,
+            "weight_kernel_dim",
+            "cannot be combined with constrained (tied) weights",
+        )
+        self.kernel_sparsity = _float("kernel_sparsity", self.kernel_sparsity)
+        _expect(
+            math.isfinite(self.kernel_sparsity) and self.kernel_sparsity >= 0.0,
+            "kernel_sparsity",
+            f"must be >= 0, got {self.kernel_sparsity}",
+        )
+        _expect(
+            self.kernel_sparsity == 0.0 or self.weight_kernel_dim > 0,
+            "kernel_sparsity",
+            "needs weight_kernel_dim > 0 (it penalises the kernels)",
+        )
+        _expect(self.lbfgs_iterations >= 1, "lbfgs_iterations", "must be >= 1")
+        _expect(
+            self.optimizer != "lbfgs"
+            or (
+                self.compute == "reference"
+                and self.precision == "fp32"
+                and self.refeed_steps == 0
+                and self.dropout == 0.0
+                and self.input_dropout == 0.0
+                and self.lr_schedule == "none"
+            ),
+            "optimizer",
+            "lbfgs needs compute: reference, precision: fp32, refeed_steps: 0, dropout: 0, "
+            "input_dropout: 0 and lr_schedule: none (its line search re-evaluates one "
+            "deterministic full-batch loss)",
+        )
         _expect(self.batch_size >= 1, "batch_size", "must be >= 1")
         _expect(self.eval_batch_size >= 1, "eval_batch_size", "must be >= 1")
         _expect(self.epochs >= 1, "epochs", "must be >= 1")

@@ -25,7 +25,7 @@ class _Forward:
         self.model = model
         self.fast = compute == "fast"
         if self.fast:
-            w = model.encoder_weights[0]
+            w = model.encoder_weight(0)  # effective: W * K when kernelised
             self.first_t = w.t() if w.t().is_contiguous() else w.t().contiguous()
             r = model.indicator_weight
             self.indicator_t = None if r is None else r.t().contiguous()
@@ -45,8 +45,8 @@ class _Forward:
             rated = (batch.values != 0).to(self.indicator_t.dtype)
             z = z.add_(sparse_rows_matmul(batch, self.indicator_t, rated))
         h = model.act(z.add_(model.encoder_biases[0]))
-        for w, b in zip(model.encoder_weights[1:], model.encoder_biases[1:], strict=True):
-            h = model.act(F.linear(h, w, b))
+        for i in range(1, len(model.hidden)):
+            h = model.act(F.linear(h, model.encoder_weight(i), model.encoder_biases[i]))
         return model.decode(h)
 
 

@@ -838,6 +838,11 @@ class FastStep:
                 "rated_indicator is implemented in the reference compute path only: "
                 "set compute: reference"
             )
+        if model.weight_kernel_dim:
+            raise ConfigError(
+                "weight_kernel_dim is implemented in the reference compute path only: "
+                "set compute: reference"
+            )
         self.net = FastNet(model, precision)
         self.optimizer = optimizer
         keep_optimizer_state_in_param_layout(optimizer, self.net.first)

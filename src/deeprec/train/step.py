@@ -32,16 +32,18 @@ def reference_step(
     *,
     refeed_steps: int = 0,
     input_dropout: float = 0.0,
+    kernel_sparsity: float = 0.0,
 ) -> StepResult:
     """NVIDIA's procedure: update on (x, f(x)) with the observed mask, then `refeed_steps`
-    updates on (y, f(y)) with a full mask, where y = f(x) detached (section 2.2)."""
+    updates on (y, f(y)) with a full mask, where y = f(x) detached (section 2.2).
+    With kernelised weights, kernel_sparsity/2 * sum K^2 is added to each loss."""
     # parameters(), not model.encoder_weights: under torchrun `model` is the DDP wrapper
     x, mask = batch.dense(dtype=next(model.parameters()).dtype)
     inputs = F.dropout(x, p=input_dropout, training=True) if input_dropout > 0 else x
     optimizer.zero_grad(set_to_none=True)
     out = model(inputs)
     loss = masked_mse(out, x, mask)
-    loss.backward()
+    (loss + kernel_penalty(model, kernel_sparsity)).backward()
     optimizer.step()
     with torch.no_grad():
         sse = float(masked_sse(out, x, mask))
@@ -50,11 +52,49 @@ def reference_step(
         optimizer.zero_grad(set_to_none=True)
         out_y = model(y)
         refeed_loss = F.mse_loss(out_y, y)
-        refeed_loss.backward()
+        (refeed_loss + kernel_penalty(model, kernel_sparsity)).backward()
         optimizer.step()
         y = out_y.detach()
     count = int(batch.values.shape[0])
     return StepResult(sse=sse, count=count, loss=float(loss.detach()))
+
+
+def kernel_penalty(model: torch.nn.Module, kernel_sparsity: float) -> torch.Tensor | float:
+    """kernel_sparsity/2 * sum over layers of ||K||^2 (0 without kernels)."""
+    if kernel_sparsity == 0.0:
+        return 0.0
+    kernels = getattr(model, "module", model).kernels()  # the DDP wrapper's module
+    return 0.5 * kernel_sparsity * sum((k * k).sum() for k in kernels)
+
+
+def lbfgs_step(
+    model: AutoEncoder,
+    optimizer: torch.optim.Optimizer,
+    batch: RowBatch,
+    config: TrainConfig,
+) -> StepResult:
+    """`config.lbfgs_iterations` L-BFGS iterations on one (full) batch. The objective is the
+    masked MSE + weight_decay/2 * ||W||^2 over the decayed matrices + the kernel penalty,
+    the same objective coupled weight decay gives the first-order optimizers."""
+    from deeprec.train.optim import decayed_parameters
+
+    x, mask = batch.dense(dtype=next(model.parameters()).dtype)
+    decayed = decayed_parameters(model.parameters(), config) if config.weight_decay else []
+
+    def objective() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss = masked_mse(model(x), x, mask) + kernel_penalty(model, config.kernel_sparsity)
+        if decayed:
+            loss = loss + 0.5 * config.weight_decay * sum((p * p).sum() for p in decayed)
+        loss.backward()
+        return loss
+
+    optimizer.step(objective)
+    with torch.no_grad():  # the step's training error at the weights it ends with
+        out = model(x)
+        sse = float(masked_sse(out, x, mask))
+    count = int(batch.values.shape[0])
+    return StepResult(sse=sse, count=count, loss=sse / max(count, 1))
 
 
 StepFunction = Callable[[RowBatch], StepResult]
@@ -79,6 +119,8 @@ def make_step(
             input_dropout=config.input_dropout,
             lazy_updates=config.lazy_updates,
         )
+    if config.optimizer == "lbfgs":
+        return lambda batch: lbfgs_step(model, optimizer, batch, config)
     autocast = config.precision == "bf16"
     device_type = next(model.parameters()).device.type  # cpu or cuda: autocast per device
 
@@ -90,6 +132,7 @@ def make_step(
                 batch,
                 refeed_steps=config.refeed_steps,
                 input_dropout=config.input_dropout,
+                kernel_sparsity=config.kernel_sparsity,
             )
 
     return step

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from deeprec.data.batching import epoch_order, iter_row_batches, prefetch, prefetch_depth
 from deeprec.data.dataset import PreparedDataset
 from deeprec.data.sparse import CSRMatrix
-from deeprec.errors import TrainingError
+from deeprec.errors import ConfigError, TrainingError
 from deeprec.model.autoencoder import AutoEncoder
 from deeprec.train.config import TrainConfig
 from deeprec.train.distributed import DataParallel, DistContext, model_device
@@ -85,6 +85,7 @@ def build_model(config: TrainConfig, n_inputs: int) -> AutoEncoder:
         constrained=config.constrained,
         input_row_scale=config.input_row_scale,
         rated_indicator=config.rated_indicator,
+        weight_kernel_dim=config.weight_kernel_dim,
     )
 
 
@@ -123,6 +124,8 @@ class Trainer:
         # [ddp/device] batches go to the model's device; under torchrun, steps run through
         # DDP on this rank's slice of each global batch (see train/distributed.py).
         self.device = model_device(model)
+        if dist is not None and config.optimizer == "lbfgs":
+            raise ConfigError("optimizer lbfgs is not supported with distributed training")
         self.ddp = DataParallel(model, dist, seed=config.seed) if dist is not None else None
         # compute/precision dispatch. Under DDP the autograd (reference) step runs through the
         # DDP module; the fast step computes gradients by hand and all-reduces them itself.

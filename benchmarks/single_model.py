@@ -1,0 +1,89 @@
+"""Issue 18 part 3, "the best single autoencoder": trials of one model (no ensemble), chosen
+on validation only (a seeded carve-out of the training data; the test split is printed for
+the record, never used to choose). Results: docs/results/single_model.md.
+
+usage: python benchmarks/single_model.py DATA 'json-overrides' ['json-overrides' ...]
+
+DATA: ml100k (u1.base/u1.test, `given`; valid = seeded 10% of u1.base), filmtrust and mlls
+(ml-latest-small) (`random:0.8,0.1,0.1`), ml1m (ML-1M users 1-2999, `time-quantile:0.9`).
+Each override is applied on top of configs/ml-100k.yaml ("preset" = no overrides), or on
+top of configs/NAME.yaml with {"config": "NAME", ...}; one JSON line per trial. 1 torch thread unless DEEPREC_THREADS says otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from deeprec.data.dataset import PreparedDataset
+from deeprec.data.prepare import prepare_dataset
+from deeprec.estimator import DeepRec
+from deeprec.train.config import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("DEEPREC_SHARED_DATA", "/work/shared/data"))
+
+
+def load(name: str) -> PreparedDataset:
+    if name == "ml100k":
+        base = SHARED / "ml-100k"
+        files = [base / "u1.base", base / "u1.test"]
+        return prepare_dataset(files, "movielens", "given", seed=0, valid_fraction=0.1)
+    if name == "filmtrust":
+        return prepare_dataset(
+            [SHARED / "filmtrust" / "ratings.txt"],
+            "csv",
+            "random:0.8,0.1,0.1",
+            seed=0,
+            columns="user=0,item=1,rating=2",
+        )
+    if name == "mlls":
+        path = SHARED / "ml-latest-small" / "ratings.csv"
+        return prepare_dataset([path], "csv", "random:0.8,0.1,0.1", seed=0)
+    if name == "ml1m":
+        path = SHARED / "ml-1m-users1-2999" / "ratings.dat.gz"
+        return prepare_dataset([path], "movielens", "time-quantile:0.9", seed=0)
+    raise SystemExit(f"unknown data {name!r}")
+
+
+def main() -> None:
+    torch.set_num_threads(int(os.environ.get("DEEPREC_THREADS", "1")))
+    data = load(sys.argv[1])
+    for raw in sys.argv[2:]:
+        overrides = json.loads(raw)
+        name = overrides.pop("config", "ml-100k")
+        preset = TrainConfig.from_yaml(ROOT / "configs" / f"{name}.yaml").to_dict()
+        params = {**preset, **overrides}
+        t = time.perf_counter()
+        model = DeepRec(**params).fit(data)
+        secs = time.perf_counter() - t
+        test = model.score(data, "test")
+        print(
+            json.dumps(
+                {
+                    "data": sys.argv[1],
+                    "valid": round(model.best_valid_rmse_, 4),
+                    "test": round(test["rmse"], 4),
+                    "best_epoch": model.best_epoch_,
+                    "epochs_run": len(model.history_),
+                    "s": round(secs, 1),
+                    "config": name,
+                    "overrides": overrides,
+                    "curve_every_5": [
+                        (round(r.train_rmse, 4), round(r.valid_rmse, 4))
+                        for r in model.history_[4::5]
+                        if r.valid_rmse is not None
+                    ],
+                }
+            ),
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
