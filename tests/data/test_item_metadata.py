@@ -84,6 +84,12 @@ def test_movies_csv_quoted_titles_crlf(tmp_path):
     ]
 
 
+def test_movies_csv_without_genres_column(tmp_path):
+    path = tmp_path / "movies.csv"
+    path.write_text("movieId,title\n5,Five\n")
+    assert read_items(path).rows() == [("5", "Five", None)]
+
+
 def test_netflix_titles_with_commas_and_null_year(tmp_path):
     path = tmp_path / "movie_titles.txt"
     path.write_bytes(b"1,2003,Dinosaur Planet\n2,NULL,Hello, Goodbye, Again\n")

@@ -30,7 +30,27 @@ import polars as pl
 from deeprec.errors import DataError
 
 ITEM_FILES = ("u.item", "movies.dat", "movies.csv", "movie_titles.txt")
-ML100K_GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western"]
+ML100K_GENRES = [
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+]
 NO_GENRES = {"", "(no genres listed)"}
 SCHEMA = {"item": pl.String, "title": pl.String, "genres": pl.String}
 
@@ -61,13 +81,17 @@ def read_items(path: str | Path, columns: str | dict[str, str] | None = None) ->
         raise DataError("item metadata file not found", path=path)
     name = path.name.removesuffix(".gz")
     if columns is not None or name not in ITEM_FILES:
-        rows = _read_generic(path, _parse_columns(columns, path))
+        rows = _read_generic(
+            path, _parse_columns(columns, path), optional=set() if columns else {"genres"}
+        )
     elif name == "u.item":
         rows = _read_u_item(path)
     elif name == "movies.dat":
         rows = _read_movies_dat(path)
     elif name == "movies.csv":
-        rows = _read_generic(path, {"item": "movieId", "title": "title", "genres": "genres"})
+        rows = _read_generic(
+            path, {"item": "movieId", "title": "title", "genres": "genres"}, optional={"genres"}
+        )
     else:
         rows = _read_netflix_titles(path)
     seen: dict[str, int] = {}
@@ -144,6 +168,18 @@ def table_of(titles: Any, genres: Any, item_ids: np.ndarray) -> pl.DataFrame:
 
 
 # ----------------------------------------------------------------------- readers
+def _records(reader: Any, path: Path) -> Any:
+    """(line number, fields) of a csv reader; a malformed record is a DataError."""
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise DataError(f"malformed CSV ({exc})", path=path, line=reader.line_num) from None
+        yield reader.line_num, record
+
+
 Row = tuple[int, str, str, str | None]  # line, item, title, genres
 
 
@@ -259,7 +295,7 @@ def _parse_columns(columns: str | dict[str, str] | None, path: Path) -> dict[str
     return mapping
 
 
-def _read_generic(path: Path, mapping: dict[str, str]) -> list[Row]:
+def _read_generic(path: Path, mapping: dict[str, str], optional: set[str]) -> list[Row]:
     text = _text(path, None)
     sample = text[:4096]
     delimiter = "\t" if sample.count("\t") > sample.count(",") else ","
@@ -270,8 +306,7 @@ def _read_generic(path: Path, mapping: dict[str, str]) -> list[Row]:
     header_done = positional
     if positional:
         position = {k: int(v) for k, v in mapping.items()}
-    for record in reader:
-        n = reader.line_num
+    for n, record in _records(reader, path):
         if not record or not any(f.strip() for f in record):
             continue
         if not header_done:
@@ -281,6 +316,8 @@ def _read_generic(path: Path, mapping: dict[str, str]) -> list[Row]:
                     position[key] = int(name)
                 elif name in header:
                     position[key] = header.index(name)
+                elif key in optional:
+                    continue
                 else:
                     raise DataError(
                         f"no column {name!r} for {key} (header: {', '.join(header)})",
