@@ -288,3 +288,14 @@ def test_real_metadata_files(parts, n, example):
     assert table.height == n
     row = table.filter(pl.col("item") == example[0]).row(0)
     assert row[:2] == example
+
+
+@pytest.mark.realdata
+def test_real_ml100k_prepare_keeps_every_title(tmp_path):
+    base = shared_file("ml-100k", "u1.base")
+    dataset = prepare_dataset([base, base.with_name("u1.test")], "movielens", "given")
+    assert dataset.meta["item_metadata"]["items_with_title"] == dataset.n_items == 1650
+    titles = dict(
+        zip(dataset.items["item"].to_list(), dataset.items["title"].to_list(), strict=True)
+    )
+    assert titles[50] == "Star Wars (1977)"
