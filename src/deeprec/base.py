@@ -7,6 +7,7 @@ and contiguous indices inside. Saved models are a directory::
     model.json           class name, hyper-parameters, fitted metadata (no code)
     weights.safetensors  every tensor (model weights and the training ratings as CSR)
     user_ids.npy, item_ids.npy   raw-id maps (loaded with allow_pickle=False)
+    items.parquet        optional item titles and genres (item, title, genres)
 
 Loading never executes code: only classes listed in ``KNOWN_MODELS`` can be named.
 """
@@ -164,6 +165,77 @@ class Recommender:
         self.rating_range_ = dataset.rating_range
         ratings = dataset.train.ratings
         self.global_mean_ = float(ratings.mean()) if ratings.shape[0] else 0.0
+        self._set_item_metadata(getattr(dataset, "items", None))
+
+    def _set_item_metadata(self, table: Any) -> None:
+        """Titles and genres aligned with item_ids_ (deeprec.data.items), or None."""
+        from deeprec.data.items import titles_array
+
+        found = titles_array(table, self.item_ids_)
+        self.item_titles_, self.item_genres_ = found if found is not None else (None, None)
+        self._titles_folded = self._item_counts = None  # caches of search_items
+
+    @property
+    def has_titles(self) -> bool:
+        return getattr(self, "item_titles_", None) is not None
+
+    def item_titles(self, items: Any) -> list[str | None]:
+        """Titles of raw item ids (None for unknown items or items without a title)."""
+        self._check_fitted()
+        index = lookup(self.item_ids_, np.asarray(items))
+        if not self.has_titles:
+            return [None] * index.shape[0]
+        return [self.item_titles_[i] if i >= 0 else None for i in index.tolist()]
+
+    def search_items(self, query: str = "", limit: int = 20) -> Any:
+        """Items whose title contains every word of `query` (case-insensitive; the raw id
+        when the model has no titles): DataFrame (item, title, genres, n_ratings), most
+        rated first. An empty query lists the most-rated items."""
+        import pandas as pd
+
+        self._check_fitted()
+        words = [w for w in str(query).casefold().split() if w]
+        lowered = getattr(self, "_titles_folded", None)
+        if lowered is None:
+            texts = self.item_titles_ if self.has_titles else self.item_ids_.astype(str)
+            lowered = [(t or "").casefold() for t in texts]
+            self._titles_folded = lowered
+        if words:
+            hits = [i for i, t in enumerate(lowered) if all(w in t for w in words)]
+        else:
+            hits = [i for i, t in enumerate(lowered) if t]
+        hits_array = np.asarray(hits, dtype=np.int64)
+        counts = self.item_rating_counts()[hits_array]
+        order = np.lexsort((hits_array, -counts))[: max(int(limit), 0)]
+        chosen = hits_array[order]
+        titles = self.item_titles_ if self.has_titles else None
+        genres = self.item_genres_ if self.has_titles else None
+        return pd.DataFrame(
+            {
+                "item": self.item_ids_[chosen],
+                "title": [None if titles is None else titles[i] for i in chosen],
+                "genres": [None if genres is None else genres[i] for i in chosen],
+                "n_ratings": counts[order],
+            }
+        )
+
+    def item_rating_counts(self) -> np.ndarray:
+        """Training ratings per item (aligned with item_ids_)."""
+        counts = getattr(self, "_item_counts", None)
+        if counts is None:
+            counts = np.bincount(self.train_.indices, minlength=self.n_items).astype(np.int64)
+            self._item_counts = counts
+        return counts
+
+    def _with_titles(self, frame: Any, column: str = "item") -> Any:
+        """`frame` with a title column after `column` when the model has titles."""
+        if not self.has_titles or column not in frame.columns:
+            return frame
+        frame = frame.copy()
+        frame.insert(
+            frame.columns.get_loc(column) + 1, "title", self.item_titles(frame[column].to_numpy())
+        )
+        return frame
 
     @property
     def n_users(self) -> int:
@@ -322,7 +394,7 @@ class Recommender:
             )
         else:
             frame = recommend_user(self, user, k, exclude_rated=exclude, items=items)
-        return rename_output(frame, self._columns(columns))
+        return rename_output(self._with_titles(frame), self._columns(columns))
 
     def similar_items(self, item: Any, k: int = 10) -> Any:
         """The k items most similar to `item` (a raw id) by cosine similarity of the
@@ -335,7 +407,7 @@ class Recommender:
         from deeprec.frames import rename_output
         from deeprec.recommend.similar import similar_items
 
-        return rename_output(similar_items(self, item, k), self._columns(None))
+        return rename_output(self._with_titles(similar_items(self, item, k)), self._columns(None))
 
     def recommend_for(
         self, ratings: Any, k: int = 10, *, exclude_rated: bool = True, on_unknown: str = "report"
@@ -344,7 +416,10 @@ class Recommender:
         ``unknown_rated`` lists the rated ids the model does not know."""
         from deeprec.recommend.foldin import recommend_for
 
-        return recommend_for(self, ratings, k, exclude_rated=exclude_rated, on_unknown=on_unknown)
+        result = recommend_for(self, ratings, k, exclude_rated=exclude_rated, on_unknown=on_unknown)
+        from dataclasses import replace
+
+        return replace(result, frame=self._with_titles(result.frame))
 
     def predict_for(
         self, ratings: Any, items: Any, *, clip: bool = True, on_unknown: str = "report"
@@ -439,6 +514,12 @@ class Recommender:
             np.save(tmp / "user_ids.npy", self.user_ids_, allow_pickle=False)
             np.save(tmp / "item_ids.npy", self.item_ids_, allow_pickle=False)
             (tmp / "model.json").write_text(json.dumps(info, indent=2, default=_json_default))
+            if self.has_titles:
+                from deeprec.data.items import table_of
+
+                table_of(self.item_titles_, self.item_genres_, self.item_ids_).write_parquet(
+                    tmp / "items.parquet", statistics=False
+                )
         return Path(path)
 
     @classmethod
@@ -448,6 +529,16 @@ class Recommender:
         if cls is not Recommender and not isinstance(model, cls):
             raise CheckpointError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
         return model
+
+
+def _load_model_items(root: Path) -> Any:
+    """A saved model's item titles (items.parquet beside model.json), or None."""
+    from deeprec.data.dataset import ITEMS_FILE, _load_items
+
+    try:
+        return _load_items(root / ITEMS_FILE)
+    except DataError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def _is_many(user: Any) -> bool:
@@ -526,6 +617,7 @@ def load_model(path: str | Path) -> Recommender:
             raise CheckpointError(f"{weights_path} lacks the training matrix ({exc})") from exc
         model._load_fitted_meta(info.get("fitted", {}))
         model._load_state_dict(state)
+        model._set_item_metadata(_load_model_items(root))
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise CheckpointError(
             f"{info_path}: does not describe a valid {name} model ({type(exc).__name__}: {exc})"

@@ -89,6 +89,24 @@ def prepare(
         bool, typer.Option("--overwrite", help="Replace --out if it exists.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    items: Annotated[
+        Path | None,
+        typer.Option(
+            help="Item metadata file (titles, genres). Default: u.item, movies.dat, movies.csv "
+            "or movie_titles.txt found next to the inputs. Other CSV/TSV files need "
+            "--item-columns."
+        ),
+    ] = None,
+    item_columns: Annotated[
+        str | None,
+        typer.Option(
+            help="Columns of --items: item=COL,title=COL[,genres=COL] (genres as A|B); COL is "
+            "a header name or a 0-based position."
+        ),
+    ] = None,
+    no_items: Annotated[
+        bool, typer.Option("--no-items", help="Do not look for item metadata.")
+    ] = False,
 ) -> None:
     """Read rating files, split them, and write a prepared dataset (prints Table-1 statistics).
 
@@ -111,6 +129,8 @@ def prepare(
             rating_scale=_scale(rating_scale),
             overwrite=overwrite,
             progress=_progress(quiet),
+            items=False if no_items else items,
+            item_columns=item_columns,
         )
     for item in caught:
         typer.echo(f"warning: {item.message}", err=True)
@@ -119,6 +139,12 @@ def prepare(
         typer.echo(f"warning: {lost}", err=True)
     typer.echo(f"prepared {out} (split {split}, seed {seed})")
     typer.echo(format_table1(dataset.meta))
+    if "item_metadata" in dataset.meta:
+        info = dataset.meta["item_metadata"]
+        typer.echo(
+            f"item titles: {info['items_with_title']:,} of {dataset.n_items:,} items "
+            f"(from {info['path']})"
+        )
 
 
 def synth(

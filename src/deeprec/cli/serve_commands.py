@@ -92,11 +92,16 @@ def recommend(
             "items": [
                 {
                     "item": item.item() if hasattr(item, "item") else item,
+                    **({"title": title} if "title" in frame else {}),
                     "score": float(score),
                     "prediction": float(prediction),
                 }
-                for item, score, prediction in zip(
-                    frame["item"], frame["score"], frame["prediction"], strict=True
+                for item, title, score, prediction in zip(
+                    frame["item"],
+                    frame["title"] if "title" in frame else [None] * len(frame),
+                    frame["score"],
+                    frame["prediction"],
+                    strict=True,
                 )
             ],
         }
@@ -144,7 +149,8 @@ def serve(
     threads: Annotated[int, typer.Option(help="torch threads for inference.")] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
-    """Serve the run's best model over HTTP (GET /health, /model; POST /predict, /recommend)."""
+    """Serve the run's best model over HTTP (GET /health, /model, /items, /similar; POST
+    /predict, /recommend) and a page to try it at / (search, rate, see recommendations)."""
     from deeprec.serve.runner import serve as run_server
 
     typer.echo(f"serving {run} on http://{host}:{port} (OpenAPI at /docs)", err=True)

@@ -179,7 +179,12 @@ def predict(
     run: Annotated[Path, typer.Option(help="Run directory from `deeprec train`.")],
     pairs: Annotated[Path, typer.Option(help="CSV with header: user,item[,rating] (raw ids).")],
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Output CSV: user,item,prediction[,rating],known.")
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output CSV: user,item[,title],prediction[,rating],known (title: when the model has item titles).",
+        ),
     ],
     unknown: Annotated[
         str,
@@ -224,6 +229,10 @@ def predict(
     if "rating" in frame.columns:
         result = result.with_columns(frame.get_column("rating"))
     result = result.with_columns(pl.Series("known", known))
+    if getattr(model, "has_titles", False):
+        result = result.insert_column(
+            2, pl.Series("title", model.item_titles(items), dtype=pl.String)
+        )
     n_unknown = int((~known).sum())
     if n_unknown:
         fallback = (

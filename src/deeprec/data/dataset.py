@@ -5,6 +5,7 @@ On disk (written atomically, byte-identical for identical inputs and seed)::
     DIR/meta.json                   counts, rating range, split definition, checksums, Table-1 stats
     DIR/user_ids.npy, item_ids.npy  index -> raw id (sorted; int64 or unicode, never pickled)
     DIR/<split>/{users,items,ratings[,timestamps]}.npy   for split in train, valid, test
+    DIR/items.parquet               optional item metadata: item, title, genres (deeprec.data.items)
 
 Index maps are sorted arrays, so raw -> index is a vectorised `searchsorted`.
 """
@@ -23,6 +24,7 @@ from deeprec.data.sparse import CSRMatrix
 from deeprec.errors import DataError
 
 SPLITS = ("train", "valid", "test")
+ITEMS_FILE = "items.parquet"
 FORMAT_VERSION = 1
 
 
@@ -86,6 +88,7 @@ class PreparedDataset:
     valid: Split
     test: Split
     meta: dict[str, Any] = field(default_factory=dict)
+    items: Any = None  # polars DataFrame (item, title, genres) aligned with item_ids, or None
 
     @property
     def n_users(self) -> int:
@@ -200,6 +203,8 @@ class PreparedDataset:
                 _save_array(folder / "ratings.npy", part.ratings.astype(np.float32))
                 if part.timestamps is not None:
                     _save_array(folder / "timestamps.npy", part.timestamps.astype(np.int64))
+            if self.items is not None:
+                self.items.write_parquet(tmp / ITEMS_FILE, statistics=False)
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         self.meta = meta
         return target
@@ -228,6 +233,7 @@ class PreparedDataset:
             user_ids=_load_array(root / "user_ids.npy"),
             item_ids=_load_array(root / "item_ids.npy"),
             meta=meta,
+            items=_load_items(root / ITEMS_FILE),
             **parts,
         )
         dataset.validate(source=root)
@@ -292,3 +298,20 @@ def _load_array(path: Path) -> np.ndarray:
         return np.load(path, allow_pickle=False)
     except (ValueError, EOFError, OSError) as exc:  # EOFError: empty file (issue 8)
         raise DataError(f"cannot read array ({exc or 'empty file'})", path=path) from exc
+
+
+def _load_items(path: Path) -> Any:
+    """The optional item metadata table (None when the dataset has none)."""
+    if not path.is_file():
+        return None
+    import polars as pl
+
+    try:
+        table = pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise DataError(f"cannot read item metadata ({exc})", path=path) from exc
+    if not {"item", "title"} <= set(table.columns):
+        raise DataError("item metadata needs the columns item and title", path=path)
+    if "genres" not in table.columns:
+        table = table.with_columns(pl.lit(None, dtype=pl.String).alias("genres"))
+    return table.select("item", "title", "genres")

@@ -21,6 +21,7 @@ import polars as pl
 
 from deeprec.data.dataset import FORMAT_VERSION, PreparedDataset, Split, split_arrays
 from deeprec.data.indexing import Columns, distinct
+from deeprec.data.items import align, find_item_file, read_items
 from deeprec.data.readers import FORMATS, guess_format, read_ratings, resolve_files
 from deeprec.data.readers._io import sha256_file
 from deeprec.data.readers.convert import SPLIT
@@ -43,6 +44,8 @@ def prepare_dataset(
     rating_scale: tuple[float, float] | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    items: str | Path | bool | None = None,
+    item_columns: str | dict[str, str] | None = None,
 ) -> PreparedDataset:
     """Read, split, index and (when `out` is given) atomically save a dataset.
 
@@ -50,6 +53,10 @@ def prepare_dataset(
     ``given`` split, `inputs` is a train file then a test file (or train, valid, test).
     Duplicate (user, item) pairs keep the latest rating (by timestamp, else the last in file
     order); their count is warned about and stored in meta.json.
+
+    Item metadata (titles, genres; deeprec.data.items): `items` is a file (read with
+    `item_columns` where it is not a known format), None to use a known file found next to
+    the inputs (u.item, movies.dat, movies.csv, movie_titles.txt), or False for none.
     """
     spec = split if isinstance(split, SplitSpec) else parse_split(split)
     if not 0.0 <= valid_fraction < 1.0:
@@ -75,6 +82,7 @@ def prepare_dataset(
     else:
         groups = [resolve_files(inputs, fmt)]
     files = [p for group in groups for p in group]
+    item_raw, item_source = _read_item_metadata(inputs, items, item_columns)
     with ThreadPoolExecutor(max_workers=1) as pool:  # checksums overlap with parsing
         digests = pool.map(sha256_file, files)
         tables = [
@@ -137,10 +145,36 @@ def prepare_dataset(
         rating_scale=rating_scale,
         fmt=fmt,
     )
-    dataset = PreparedDataset(user_ids=user_ids, item_ids=item_ids, meta=meta, **parts)
+    item_table = align(item_raw, item_ids)
+    if item_source is not None:
+        meta["item_metadata"] = {
+            "path": str(item_source),
+            "rows": 0 if item_raw is None else item_raw.height,
+            "items_with_title": 0 if item_table is None else item_table.height,
+        }
+    dataset = PreparedDataset(
+        user_ids=user_ids, item_ids=item_ids, meta=meta, items=item_table, **parts
+    )
     if out is not None:
         dataset.save(out, overwrite=overwrite)
     return dataset
+
+
+def _read_item_metadata(
+    inputs: list[Path], items: str | Path | bool | None, item_columns: Any
+) -> tuple[pl.DataFrame | None, Path | None]:
+    """Read the item metadata file first, so that a bad one fails before the long part."""
+    if items is False:
+        return None, None
+    if items is None or items is True:
+        if item_columns is not None:
+            raise DataError("item columns given without an items file", field="item_columns")
+        source = find_item_file(inputs)
+        if source is None:
+            return None, None
+    else:
+        source = Path(items)
+    return read_items(source, item_columns), source
 
 
 def _given_labels(

@@ -1,4 +1,5 @@
-"""FastAPI app factory: /health, /model, /predict, /recommend over one loaded model.
+"""FastAPI app factory: /health, /model, /predict, /recommend, /similar, /items over one
+loaded model, and the page at / (static files shipped in deeprec/serve/static).
 
 Every user mistake is a 4xx with a message naming the field: malformed JSON and wrong types
 (422, from the Pydantic schemas), out-of-scale or empty ratings (422, DataError), unknown
@@ -13,17 +14,18 @@ user ids (404), oversized bodies (413, BodyLimitMiddleware), k or item lists ove
 import logging
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
 import torch
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 from deeprec.base import fitted_setting
-from deeprec.errors import DeepRecError, UnknownIdError
+from deeprec.errors import DataError, DeepRecError, UnknownIdError
 from deeprec.recommend.foldin import fold_in_user
 from deeprec.recommend.ids import parse_ratings, resolve
 from deeprec.recommend.topn import top_k, user_index
@@ -80,6 +82,7 @@ def _schemas(limits: Limits) -> tuple[type[BaseModel], type[BaseModel]]:
 
 class Prediction(BaseModel):
     item: RawId
+    title: str | None = Field(None, description="the item's title, when the model has titles")
     prediction: float | None = Field(description="null when the item is unknown to the model")
 
 
@@ -93,6 +96,7 @@ class PredictResponse(BaseModel):
 
 class Scored(BaseModel):
     item: RawId
+    title: str | None = None  # the item's title, when the model has titles
     score: float  # unclipped: what the list is ranked by (may exceed the rating scale)
     prediction: float  # the score clipped to the rating scale
 
@@ -104,8 +108,37 @@ class RecommendResponse(BaseModel):
     n_ratings_used: int | None
 
 
+class Similar(BaseModel):
+    item: RawId
+    title: str | None = None
+    similarity: float
+
+
+class SimilarResponse(BaseModel):
+    item: RawId
+    title: str | None = None
+    items: list[Similar]
+
+
+class ItemInfo(BaseModel):
+    item: RawId
+    title: str | None
+    genres: str | None = Field(None, description="genres as A|B, when known")
+    n_ratings: int = Field(description="training ratings of the item")
+
+
+class ItemsResponse(BaseModel):
+    query: str
+    items: list[ItemInfo]
+
+
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _missing(value: Any) -> Any:
+    """NaN (pandas' missing value) as None (JSON null)."""
+    return None if isinstance(value, float) and value != value else value
 
 
 def _validation_message(errors: list[Any]) -> list[dict[str, Any]]:
@@ -144,6 +177,12 @@ def create_app(
     }
     if hasattr(model, "module_"):
         info["architecture"] = model.module_.architecture()  # the loaded weights decide
+    info["new_users"] = _can_fold_in(model)
+    info["has_titles"] = bool(getattr(model, "has_titles", False))
+    titles = model.item_titles_ if info["has_titles"] else None
+
+    def title_of(index: int) -> str | None:
+        return None if titles is None else titles[index]
 
     app = FastAPI(
         title="deeprec",
@@ -224,8 +263,14 @@ def create_app(
         return {
             "user": body.user,
             "predictions": [
-                {"item": item, "prediction": None if p != p else p}
-                for item, p in zip(body.items, preds.tolist(), strict=True)
+                {
+                    "item": item,
+                    "title": title_of(i) if ok else None,
+                    "prediction": None if p != p else p,
+                }
+                for item, i, ok, p in zip(
+                    body.items, items.tolist(), known.tolist(), preds.tolist(), strict=True
+                )
             ],
             "unknown_items": [body.items[i] for i in np.flatnonzero(~known)],
             "unknown_rated": [_plain(v) for v in got["unknown"]],
@@ -246,13 +291,115 @@ def create_app(
         return {
             "user": body.user,
             "items": [
-                {"item": i, "score": v, "prediction": c}
-                for i, v, c in zip(
-                    model.item_ids_[keep].tolist(), values.tolist(), clipped.tolist(), strict=True
+                {"item": i, "title": title_of(j), "score": v, "prediction": c}
+                for i, j, v, c in zip(
+                    model.item_ids_[keep].tolist(),
+                    keep.tolist(),
+                    values.tolist(),
+                    clipped.tolist(),
+                    strict=True,
                 )
             ],
             "unknown_rated": [_plain(v) for v in got["unknown"]],
             "n_ratings_used": got["used"],
         }
 
+    @app.get("/similar", response_model=SimilarResponse)
+    async def similar(
+        item: Annotated[str, Query(description="A known item's raw id.")],
+        k: Annotated[int, Query(ge=1, le=limits.max_k)] = 10,
+    ) -> dict[str, Any]:
+        """The k items most similar to `item` (cosine of the model's item vectors)."""
+        raw = _raw_item(model, item)
+        try:
+            frame = model.similar_items(raw, k)
+        except NotImplementedError as exc:
+            raise DataError(f"{type(model).__name__} has no item vectors ({exc})") from None
+        id_column = frame.columns[0]
+        return {
+            "item": _plain(raw),
+            "title": model.item_titles([raw])[0] if info["has_titles"] else None,
+            "items": [
+                {"item": _plain(i), "title": t, "similarity": float(v)}
+                for i, t, v in zip(
+                    frame[id_column].tolist(),
+                    frame["title"].tolist() if "title" in frame else [None] * len(frame),
+                    frame["similarity"].tolist(),
+                    strict=True,
+                )
+            ],
+        }
+
+    @app.get("/items", response_model=ItemsResponse)
+    async def search_items(
+        q: Annotated[str, Query(max_length=200, description="Words the title contains.")] = "",
+        limit: Annotated[int, Query(ge=1, le=limits.max_k)] = 20,
+    ) -> dict[str, Any]:
+        """Items whose title contains every word of `q` (case-insensitive), most-rated first.
+        Empty when the model has no titles (prepare the data with item metadata)."""
+        frame = model.search_items(q, limit) if hasattr(model, "search_items") else None
+        rows = [] if frame is None else frame.to_dict(orient="records")
+        return {"query": q, "items": [{k: _missing(_plain(v)) for k, v in r.items()} for r in rows]}
+
+    page = _page_files()
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> Response:
+        """The page to try the model (deeprec/serve/static/index.html)."""
+        return page("index.html")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static(name: str) -> Response:
+        return page(name)
+
     return app
+
+
+STATIC_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+}
+
+
+def _page_files() -> Any:
+    """A lookup of the page's files, read once from the package (no file system paths from
+    the request: only the names shipped in deeprec/serve/static are served)."""
+    from importlib.resources import files
+
+    folder = files("deeprec.serve") / "static"
+    shipped = {
+        entry.name: entry.read_bytes()
+        for entry in folder.iterdir()
+        if entry.is_file() and Path(entry.name).suffix in STATIC_TYPES
+    }
+
+    def page(name: str) -> Response:
+        body = shipped.get(name)
+        if body is None:
+            return JSONResponse({"detail": f"no such file: {name}"}, status_code=404)
+        return Response(body, media_type=STATIC_TYPES[Path(name).suffix])
+
+    return page
+
+
+def _can_fold_in(model: Any) -> bool:
+    """Whether the model serves new users (user-based fold-in); item-based ones do not."""
+    if fitted_setting(model, "orientation", "user") != "user":
+        return False
+    try:
+        low, high = model.rating_range_
+        fold_in_user(model, np.array([0], np.int64), np.array([(low + high) / 2], np.float64))
+    except (DataError, NotImplementedError, RuntimeError):
+        return False
+    return True
+
+
+def _raw_item(model: Any, item: str) -> Any:
+    """A query-string item id as the model's id type (ints for integer ids)."""
+    if model.item_ids_.dtype.kind in "iu":
+        try:
+            return int(item)
+        except ValueError:
+            raise UnknownIdError(f"unknown item {item!r}", field="item") from None
+    return item

@@ -22,7 +22,7 @@ from deeprec.train.checkpoint import (
 from deeprec.train.config import TrainConfig, load_yaml, read_yaml
 from deeprec.train.distributed import is_main_process
 from deeprec.train.lock import RunLock
-from deeprec.train.run_dir import RunDir
+from deeprec.train.run_dir import EventLog, RunDir
 from deeprec.train.trainer import EpochRecord
 
 # Options `--resume` may change: they do not alter what the remaining steps compute.
@@ -259,12 +259,15 @@ def _train(
 ) -> dict[str, Any]:
     model = DeepRec.from_config(config, verbose=progress)
     started = time.perf_counter()
+    events = EventLog(run.path)
 
     def on_epoch_end(record: EpochRecord, improved: bool) -> None:
         if not main:  # [ddp]
             return
         with writing(run.metrics_path, "metrics"):
             run.append_metrics(record.to_dict())
+        with writing(run.path, "TensorBoard events"):
+            events.add(record.to_dict())
         if improved:
             with writing(run.best, "best model", kept="the previous best model is intact"):
                 model.save(run.best)
@@ -276,7 +279,10 @@ def _train(
             f"  {record.epoch_seconds:.1f}s{'  *best' if improved else ''}"
         )
 
-    model.fit(dataset, on_epoch_end=on_epoch_end, checkpointer=checkpointer)
+    try:
+        model.fit(dataset, on_epoch_end=on_epoch_end, checkpointer=checkpointer)
+    finally:
+        events.close()
     summary: dict[str, Any] = {
         "best_epoch": model.best_epoch_,
         "best_valid_rmse": model.best_valid_rmse_,

@@ -4,6 +4,7 @@ RUN/config.yaml      the full training config (re-usable with --config)
 RUN/dataset.json     where the prepared data came from, with its split statistics
 RUN/metrics.jsonl    one JSON object per epoch (epoch, train_rmse, valid_rmse, ...)
 RUN/curves.png       train/valid RMSE per epoch, redrawn every epoch (viewer-friendly)
+RUN/events.out.tfevents.*   the same per-epoch scalars for TensorBoard (`tensorboard --logdir RUN`)
 RUN/best/            the model with the best validation RMSE (DeepRec.load-able)
 RUN/checkpoints/     training checkpoints for `deeprec train --resume` (train/checkpoint.py)
 RUN/.lock            held (fcntl.flock) while a training writes here (train/lock.py)
@@ -52,6 +53,8 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         if overwrite:
             self.metrics_path.unlink(missing_ok=True)
+            for events in self.path.glob("events.out.tfevents.*"):
+                events.unlink(missing_ok=True)
             shutil.rmtree(self.path / "checkpoints", ignore_errors=True)
 
     def write_json(self, name: str, value: Any) -> None:
@@ -133,3 +136,38 @@ def load_run_dataset(run: str | Path, data: str | Path | None = None) -> tuple[P
         Path(data) if data is not None else Path(RunDir(run).read_json("dataset.json")["path"])
     )
     return data_dir, PreparedDataset.load(data_dir)
+
+
+class EventLog:
+    """TensorBoard event files in the run directory: per epoch rmse/train, rmse/valid, lr.
+
+    Opened at the first epoch written; a resumed run purges the steps it rewrites (TensorBoard
+    then shows each epoch once). Writes nothing where the tensorboard package is missing."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.writer: Any = None
+        self.disabled = False
+
+    def add(self, record: dict[str, Any]) -> None:
+        if self.disabled:
+            return
+        epoch = int(record["epoch"])
+        if self.writer is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard not installed: curves.png and metrics.jsonl stay
+                self.disabled = True
+                return
+            self.writer = SummaryWriter(str(self.path), purge_step=epoch, flush_secs=30)
+        self.writer.add_scalar("rmse/train", record["train_rmse"], epoch)
+        if record.get("valid_rmse") is not None:
+            self.writer.add_scalar("rmse/valid", record["valid_rmse"], epoch)
+        if record.get("lr") is not None:
+            self.writer.add_scalar("lr", record["lr"], epoch)
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
