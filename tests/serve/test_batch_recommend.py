@@ -79,3 +79,32 @@ def test_similar_items_item_based_and_baselines(ratings_frame):
         BiasOnly().fit(ratings_frame).similar_items(item)
     with pytest.raises(UnknownIdError):
         model.similar_items("no such item")
+
+
+def test_batch_recommend_over_http_equals_the_python_api(fitted):
+    """POST /recommend/batch: many known users in one request, an `items` candidate
+    filter, unknown users listed rather than failing the request."""
+    from fastapi.testclient import TestClient
+
+    from deeprec.serve import create_app
+
+    users = [int(u) for u in fitted.user_ids_[[0, 5, 17]]]
+    candidates = [int(i) for i in fitted.item_ids_[:30]]
+    with TestClient(create_app(fitted, batching=False)) as client:
+        reply = client.post(
+            "/recommend/batch",
+            json={"users": [*users, -42], "k": 5, "items": candidates},
+        )
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        too_many = client.post("/recommend/batch", json={"users": list(range(1_001))})
+    assert too_many.status_code == 422
+    assert body["unknown_users"] == [-42]
+    assert [r["user"] for r in body["results"]] == users
+    expected = fitted.recommend(users, k=5, items=candidates)
+    for result in body["results"]:
+        rows = expected[expected.user == result["user"]].sort_values("rank")
+        assert [i["item"] for i in result["items"]] == rows["item"].tolist()
+        np.testing.assert_allclose([i["score"] for i in result["items"]], rows["score"])
+        assert set(i["item"] for i in result["items"]) <= set(candidates)
+        assert not set(i["item"] for i in result["items"]) & rated_items(fitted, result["user"])

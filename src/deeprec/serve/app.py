@@ -43,10 +43,29 @@ class Limits:
     max_k: int = 1000
     max_items: int = 10_000
     max_ratings: int = 20_000
+    max_users: int = 1_000  # users per POST /recommend/batch
 
 
 RawId = StrictInt | StrictStr
 Rating = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+def _batch_schema(limits: Limits) -> type[BaseModel]:
+    class BatchRecommendRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        users: list[RawId] = Field(
+            min_length=1, max_length=limits.max_users, description="Known users' raw ids."
+        )
+        k: StrictInt = Field(10, ge=1, le=limits.max_k, description="Items per user.")
+        exclude_rated: bool = Field(True, description="Leave out items each user rated.")
+        items: list[RawId] | None = Field(
+            None,
+            max_length=limits.max_items,
+            description="Candidate raw item ids (unknown ones are ignored); all items if absent.",
+        )
+
+    return BatchRecommendRequest
 
 
 def _schemas(limits: Limits) -> tuple[type[BaseModel], type[BaseModel]]:
@@ -108,6 +127,16 @@ class RecommendResponse(BaseModel):
     n_ratings_used: int | None
 
 
+class UserItems(BaseModel):
+    user: RawId
+    items: list[Scored]
+
+
+class BatchRecommendResponse(BaseModel):
+    results: list[UserItems]
+    unknown_users: list[RawId]
+
+
 class Similar(BaseModel):
     item: RawId
     title: str | None = None
@@ -164,6 +193,7 @@ def create_app(
     limits = limits or Limits()
     model._check_fitted()
     PredictRequest, RecommendRequest = _schemas(limits)
+    BatchRecommendRequest = _batch_schema(limits)
     started = time.time()
     info = {
         "model": type(model).__name__,
@@ -302,6 +332,44 @@ def create_app(
             ],
             "unknown_rated": [_plain(v) for v in got["unknown"]],
             "n_ratings_used": got["used"],
+        }
+
+    @app.post("/recommend/batch", response_model=BatchRecommendResponse)
+    async def recommend_batch(body: BatchRecommendRequest) -> dict[str, Any]:  # type: ignore[valid-type]
+        """Top-k items for many known users at once, optionally among candidate `items`
+        (the Python API's `recommend([users], items=..., exclude_seen=...)`)."""
+        from starlette.concurrency import run_in_threadpool
+
+        from deeprec.recommend.topn import recommend_users
+
+        frame = await run_in_threadpool(
+            recommend_users,
+            model,
+            list(body.users),
+            body.k,
+            exclude_seen=body.exclude_rated,
+            items=body.items,
+            on_unknown="skip",
+        )
+        known = set(model.item_ids_.tolist())
+        index = {v: i for i, v in enumerate(model.item_ids_.tolist())}
+        grouped: dict[Any, list[dict[str, Any]]] = {}
+        for row in frame.itertuples(index=False):
+            item = _plain(row.item)
+            grouped.setdefault(_plain(row.user), []).append(
+                {
+                    "item": item,
+                    "title": title_of(index[item]) if item in known else None,
+                    "score": float(row.score),
+                    "prediction": float(row.prediction),
+                }
+            )
+        served = set(model.user_ids_.tolist())
+        return {
+            "results": [
+                {"user": u, "items": grouped.get(u, [])} for u in body.users if u in served
+            ],
+            "unknown_users": [u for u in body.users if u not in served],
         }
 
     @app.get("/similar", response_model=SimilarResponse)
