@@ -4,7 +4,7 @@ train/dropout_noise.py as it runs here (train/mt19937_noise.py's vectorised MT19
 builds). All three give the same mask and leave the generator in the same state (checked).
 
     flock /tmp/deeprec-heavy.lock env PYTHONPATH=src /work/venv/bin/python \\
-        benchmarks/dropout_noise.py --out docs/results/dropout_noise_run2.json
+        benchmarks/dropout_noise.py --out docs/results/dropout_noise.json
 
 Shapes: batch 128 x the code layer (1,024) and x 512, fp32 and bf16 masks; fastest of `reps`
 calls, in ms.

@@ -11,7 +11,7 @@ copy of that generator, run on its `get_state()` bytes and handed back with `set
 the same mask and generator state bit for bit (tests/speed compare both, from any
 generator position), ~10x as fast: 0.068 vs 0.653 ms for a 128 x 1,024 fp32 mask,
 0.066 vs 0.686 ms in bf16, 0.036 vs 0.35 ms for 128 x 512 (`benchmarks/dropout_noise.py`,
-docs/results/dropout_noise_run2.json; F.dropout's bernoulli_ takes 0.97 ms). Elsewhere
+docs/results/dropout_noise.json; F.dropout's bernoulli_ takes 0.97 ms). Elsewhere
 (no AVX-512, no compiler, a NaN mask, a generator state the loop does not model) the
 torch.rand path runs. On CUDA the fused `native_dropout` kernel is called, as `F.dropout`
 does.

@@ -11,7 +11,7 @@ batch: ~50 ms). Two loops avoid that, each reading every rated weight row once w
   rating four ahead prefetched (the rows are scattered, so the hardware cannot guess them);
 - elsewhere, the same sum compiled by torch.compile.
 Measured on the 2-core development machine against the dense product h @ W^T at batch 128,
-width 512 (benchmarks/output_layer_kernels.py, docs/results/output_layer_kernels_run3.json):
+width 512 (benchmarks/output_layer_kernels.py, docs/results/output_layer_kernels.json):
 17,768 items 0.80 ms (AVX-512 loop) / 3.26 ms (compiled) vs 12.1 ms dense in fp32, 0.36 /
 1.65 vs 6.2 ms with bf16 weights; 3,615 items 0.48 / 0.66 vs 2.65 ms (fp32), 0.26 / 0.71 vs
 1.26 ms (bf16).

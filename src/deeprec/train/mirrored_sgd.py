@@ -23,7 +23,7 @@ multiply-add where eager PyTorch rounds twice: values differ from SGD's by float
 only (tested), which bf16 training dwarfs. Models under MIN_NUMEL weights, unsupported
 options, or a failed compile (no C++ compiler) fall back to optimizer.step() and the cast.
 On AVX-512 CPUs the same update runs as train/streaming_sgd.py's loop instead, which writes
-the bf16 copies with streaming stores (`optimizer_update_run3.json`: 8.2 -> 7.7 ms for the
+the bf16 copies with streaming stores (`optimizer_update.json`: 8.2 -> 7.7 ms for the
 Netflix-size model, 2.6 -> 2.2 ms for the ML-1M one, caches flushed first).
 """
 

@@ -8,7 +8,7 @@ read, so an ordinary store first reads its line from memory (read-for-ownership)
 bytes per weight for nothing. A streaming store skips that read. On the development CPU
 (AMD Zen 4, 2 threads, caches flushed first) an update of 19.8M weights took 8.2 ms as the
 Inductor-generated loop and 7.7 ms here (`benchmarks/optimizer_update.py`,
-docs/results/optimizer_update_run3.json), with the same values (SGD's operations, the copy
+docs/results/optimizer_update.json), with the same values (SGD's operations, the copy
 rounded to nearest even; tests compare it with torch.optim.SGD).
 
 The loop is compiled at first use with Inductor's C++ toolchain (train/native.py). It is used on CPUs where torch runs AVX-512
