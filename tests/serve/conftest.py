@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -62,37 +64,46 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
-def server(run_dir):
-    """The real CLI server (`python -m deeprec serve`) on a free loopback port."""
+@contextmanager
+def serve_process(run: Path) -> Iterator[str]:
+    """`python -m deeprec serve --run RUN` on a free loopback port; yields its base URL
+    once /health answers, and always stops the process."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "deeprec", "serve", "--run", str(run_dir), "--port", str(port)],
+        [sys.executable, "-m", "deeprec", "serve", "--run", str(run), "--port", str(port)],
         env=cli_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stdout.read().decode()}")
-        try:
-            if httpx.get(base + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("server did not start within 60 s")
-        time.sleep(0.2)
-    with httpx.Client(base_url=base, timeout=10) as client:
-        yield client
-    proc.terminate()
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {proc.stdout.read().decode()}")
+            try:
+                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start within 60 s")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def server(run_dir):
+    """The real CLI server (`python -m deeprec serve`) on a free loopback port."""
+    with serve_process(run_dir) as base, httpx.Client(base_url=base, timeout=10) as client:
+        yield client
 
 
 def rated_items(model: DeepRec, user) -> set:

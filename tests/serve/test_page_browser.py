@@ -6,18 +6,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
-import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
 from deeprec import DeepRec
 
-from .conftest import cli_env, free_port
+from .conftest import serve_process
 from .test_items_and_page import titled_dataset
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -40,39 +36,6 @@ def _run_dir(tmp_path: Path, name: str, **params) -> Path:
     model.save(run / "best")
     (run / "summary.json").write_text(json.dumps({"best_epoch": 3}))
     return run
-
-
-@contextmanager
-def _server(run: Path):
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "deeprec", "serve", "--run", str(run), "--port", str(port)],
-        env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {proc.stdout.read().decode()}")
-            try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start within 60 s")
-            time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @contextmanager
@@ -106,8 +69,8 @@ def test_page_search_rate_recommend(tmp_path):
     user_run = _run_dir(tmp_path, "user")
     item_run = _run_dir(tmp_path, "item", orientation="item")
     with ExitStack() as stack:
-        user_base = stack.enter_context(_server(user_run))
-        item_base = stack.enter_context(_server(item_run))
+        user_base = stack.enter_context(serve_process(user_run))
+        item_base = stack.enter_context(serve_process(item_run))
         chrome = stack.enter_context(_chrome(browser, driver))
         wait = WebDriverWait(chrome, 15)
 

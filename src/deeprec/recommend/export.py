@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from deeprec.atomic import atomic_file, atomic_path
+from deeprec.base import fitted_setting
 from deeprec.errors import DataError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -77,12 +78,6 @@ class ScaledGraph(torch.nn.Module):
         return self.module(ratings / self.scale) * self.scale
 
 
-def setting(model: Recommender, key: str, default: Any) -> Any:
-    from deeprec.base import fitted_setting
-
-    return fitted_setting(model, key, default)
-
-
 def _module(model: Recommender) -> torch.nn.Module:
     module = getattr(model, "module_", None)
     if module is None:
@@ -102,7 +97,7 @@ def parity_inputs(model: Recommender, n: int = 64, seed: int = 0) -> torch.Tenso
 
 
 def is_centered(model: Recommender) -> bool:
-    return setting(model, "center", "none") == "bias"
+    return fitted_setting(model, "center", "none") == "bias"
 
 
 def output_scale(model: Recommender) -> float:
@@ -117,7 +112,7 @@ def exported_graph(model: Recommender) -> torch.nn.Module:
         return module if scale == 1.0 else ScaledGraph(module, scale).eval()
     from deeprec.estimator import CENTER_REG_ITEM, CENTER_REG_USER
 
-    user_based = setting(model, "orientation", "user") == "user"
+    user_based = fitted_setting(model, "orientation", "user") == "user"
     col_bias = model.center_item_bias_ if user_based else model.center_user_bias_  # type: ignore[attr-defined]
     reg = CENTER_REG_USER if user_based else CENTER_REG_ITEM
     return CenteredGraph(module, model.center_mean_, col_bias, reg, scale).eval()  # type: ignore[attr-defined]
@@ -131,7 +126,7 @@ def parity_ratings(
     from deeprec.data.batching import row_batch
 
     train = model.train_
-    if setting(model, "orientation", "user") != "user":
+    if fitted_setting(model, "orientation", "user") != "user":
         train = train.transpose()
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(train.shape[0], size=min(n, train.shape[0]), replace=False))
@@ -141,7 +136,7 @@ def parity_ratings(
 
 def expected_centered(model: Recommender, x: np.ndarray, rated: np.ndarray) -> np.ndarray:
     """The estimator's own fold-in predictions (unclipped) for raw rating rows."""
-    user_based = setting(model, "orientation", "user") == "user"
+    user_based = fitted_setting(model, "orientation", "user") == "user"
     fold = model._fold_in if user_based else model._fold_in_item
     out = np.empty(x.shape, dtype=np.float64)
     for r in range(x.shape[0]):
@@ -208,7 +203,7 @@ def export_model(
         "path": str(out),
         "format": fmt,
         "n_inputs": int(module.n_inputs),
-        "orientation": setting(model, "orientation", "user"),
+        "orientation": fitted_setting(model, "orientation", "user"),
         "inputs": names,
         "parity_rows": int(example[0].shape[0]),
         "parity_max_abs_diff": diff,
