@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -13,23 +15,84 @@ import pandas as pd
 from deeprec.data.table import to_ratings_table
 
 
-def machine() -> str:
-    import torch
-
-    cpu = "unknown CPU"
+def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
                 if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def _memory_gib() -> float | None:
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemTotal:"):
+                    return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
+
+
+def machine_facts() -> dict[str, Any]:
+    """What ran a benchmark, read from the machine itself (never fixed text): CPU model,
+    cores, memory, AVX-512/AMX flags, interpreter, torch, threads, commit, load."""
+    import torch
+
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
                     break
     except OSError:
         pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_gib": _memory_gib(),
+        "avx512": "avx512f" in flags,
+        "avx512_bf16": "avx512_bf16" in flags,
+        "amx": "amx_tile" in flags,
+        "python": platform.python_version(),
+        "executable": sys.executable,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "commit": _commit(),
+        "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def machine() -> str:
+    """machine_facts() as one line for a Markdown report."""
+    f = machine_facts()
+    memory = f"{f['memory_gib']} GiB" if f["memory_gib"] is not None else "unknown memory"
+    amx = "AMX" if f["amx"] else "no AMX"
+    avx = "AVX-512" if f["avx512"] else "no AVX-512"
     return (
-        f"{os.cpu_count()}-core {cpu}, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), Python {platform.python_version()}; "
-        f"load average {load:.1f} at start (machine shared with other work)"
+        f"{f['cores']}-core {f['cpu']} ({avx}, {amx}), {memory}, torch {f['torch']} "
+        f"({f['threads']} threads), Python {f['python']}, commit {f['commit']}; "
+        f"load average {f['load_average']} at start"
     )
 
 
