@@ -63,15 +63,6 @@ def as_dataset(
     )
 
 
-def fitted_setting(model: Any, key: str, default: Any) -> Any:
-    """A trained setting of `model`: the fitted config's (DeepRec's selection resolves the
-    keywords left at None), else the attribute of that name (baselines), else `default`."""
-    if hasattr(model, "config_"):
-        return getattr(model.config(), key)
-    value = getattr(model, key, default)
-    return default if value is None else value
-
-
 class Recommender:
     """Base class: raw-id bookkeeping, predict/score/recommend, safe save/load.
 

@@ -125,7 +125,7 @@ def _run_stages(
     from deeprec.data.dataset import PreparedDataset
     from deeprec.data.prepare import format_table1, prepare_dataset
     from deeprec.data.synth import synthesize
-    from deeprec.train.run import train_run
+    from deeprec.runs.training import train_run
 
     echo(f"[1/4] generating a synthetic Netflix-shaped log: {n_users:,} users, "
          f"{n_items:,} items, {n_ratings:,} ratings (seed {seed})")  # fmt: skip

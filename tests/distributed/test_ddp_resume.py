@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from deeprec.estimator import DeepRec
+from deeprec.runs.training import resume_run, train_run
 from deeprec.train.checkpoint import latest_checkpoint, list_checkpoints, read_checkpoint
 from deeprec.train.config import TrainConfig
-from deeprec.train.run import resume_run, train_run
 
 from .test_ddp_torchrun import _sets, launch, make_dataset, torchrun_cli
 

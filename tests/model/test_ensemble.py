@@ -175,7 +175,7 @@ def test_cli_trains_an_ensemble_config(tmp_path) -> None:
 
 
 def test_an_ensemble_run_cannot_be_resumed(tmp_path) -> None:
-    from deeprec.train.run import resume_run
+    from deeprec.runs.training import resume_run
 
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.yaml").write_text("ensemble:\n  members: [{}]\n")

@@ -14,9 +14,9 @@ from deeprec.base import load_model
 from deeprec.data.dataset import PreparedDataset
 from deeprec.errors import CheckpointError, ConfigError, TrainingError
 from deeprec.estimator import DeepRec
+from deeprec.runs.directory import RunDir
+from deeprec.runs.training import train_run
 from deeprec.train.config import TrainConfig
-from deeprec.train.run import train_run
-from deeprec.train.run_dir import RunDir
 
 TINY = dict(hidden=[8, 4], epochs=3, batch_size=16, lr=0.01, dropout=0.2, seed=3)
 

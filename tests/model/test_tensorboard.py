@@ -8,8 +8,8 @@ import pytest
 
 from deeprec.data.dataset import PreparedDataset
 from deeprec.recommend.honesty import low_rank_ratings
+from deeprec.runs.training import resume_run, train_run
 from deeprec.train.config import TrainConfig
-from deeprec.train.run import resume_run, train_run
 
 
 def _scalars(run) -> dict[str, dict[int, float]]:

@@ -116,7 +116,7 @@ def final_state(run: Path) -> dict[str, torch.Tensor]:
 
 
 def curve(run: Path) -> list[tuple]:
-    from deeprec.train.run_dir import RunDir
+    from deeprec.runs.directory import RunDir
 
     return [
         (r["epoch"], r["train_rmse"], r["valid_rmse"], r["lr"]) for r in RunDir(run).read_metrics()
@@ -156,7 +156,7 @@ def _no_curve_plots():
     """In-process trainings here skip redrawing curves.png (matplotlib, ~0.3 s per epoch on
     the shared machine): plots have nothing to do with what these tests check, and CLI
     subprocess runs still draw them."""
-    from deeprec.train.run_dir import RunDir
+    from deeprec.runs.directory import RunDir
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(RunDir, "plot_curves", lambda self: None)

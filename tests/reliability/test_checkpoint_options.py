@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from deeprec.errors import CheckpointError, ConfigError
+from deeprec.runs.training import train_run
 from deeprec.train.checkpoint import checkpoint_position, decode, encode, list_checkpoints
 from deeprec.train.config import TrainConfig
-from deeprec.train.run import train_run
 
 from .conftest import SETTINGS
 

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from deeprec.base import load_model
 from deeprec.errors import CheckpointError, DataError
+from deeprec.runs.training import train_run
 from deeprec.train.checkpoint import latest_checkpoint, list_checkpoints, read_checkpoint
 from deeprec.train.config import TrainConfig
-from deeprec.train.run import train_run
 
 from .conftest import SETTINGS
 

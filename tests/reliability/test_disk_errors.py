@@ -12,9 +12,9 @@ import safetensors.torch
 
 from deeprec.base import load_model
 from deeprec.errors import CheckpointError
+from deeprec.runs.training import resume_run, train_run
 from deeprec.train.checkpoint import list_checkpoints, read_checkpoint
 from deeprec.train.config import TrainConfig
-from deeprec.train.run import resume_run, train_run
 
 from .conftest import (
     SETTINGS,

@@ -8,10 +8,10 @@ import sys
 import pytest
 
 from deeprec.errors import RunLockedError
+from deeprec.runs.training import resume_run, train_run
 from deeprec.train.checkpoint import list_checkpoints
 from deeprec.train.config import TrainConfig
 from deeprec.train.lock import RunLock
-from deeprec.train.run import resume_run, train_run
 
 from .conftest import SETTINGS, cli_env, train_args, wait_for
 

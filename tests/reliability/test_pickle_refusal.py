@@ -11,10 +11,10 @@ import torch
 from deeprec.base import load_model
 from deeprec.cli import main
 from deeprec.errors import CheckpointError
+from deeprec.runs.training import resume_run, train_run
 from deeprec.safe_files import load_torch_state_dict, refuse_pickle, sniff
 from deeprec.train.checkpoint import checkpoint_name, latest_checkpoint, read_checkpoint
 from deeprec.train.config import TrainConfig
-from deeprec.train.run import resume_run, train_run
 
 from .conftest import SETTINGS
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from deeprec.errors import ConfigError
+from deeprec.runs.training import resume_run, train_run
 from deeprec.train.checkpoint import checkpoint_position, list_checkpoints, read_checkpoint
 from deeprec.train.config import TrainConfig
-from deeprec.train.run import resume_run, train_run
 
 from .conftest import (
     SETTINGS,

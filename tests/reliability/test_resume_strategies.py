@@ -12,6 +12,7 @@ import pytest
 
 from deeprec.data.dataset import PreparedDataset
 from deeprec.estimator import DeepRec
+from deeprec.runs.training import train_run
 from deeprec.train import fast_step
 from deeprec.train.checkpoint import (
     Checkpointer,
@@ -20,7 +21,6 @@ from deeprec.train.checkpoint import (
     read_checkpoint,
 )
 from deeprec.train.config import TrainConfig
-from deeprec.train.run import train_run
 
 from .conftest import SETTINGS, assert_same_tensors, best_weights
 

@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from deeprec.base import load_model
+from deeprec.runs.training import train_run
 from deeprec.train.config import TrainConfig
-from deeprec.train.run import train_run
 
 from .conftest import SETTINGS, cli_env
 

@@ -47,7 +47,7 @@ def read_ratings_file(path: Path) -> dict[Any, float]:
 
 
 def _model(run: Path):
-    from deeprec.train.run_dir import load_run_model
+    from deeprec.runs.directory import load_run_model
 
     return load_run_model(run)
 
@@ -134,7 +134,7 @@ def rank_eval(
 ) -> None:
     """precision@k, recall@k, NDCG@k, MAP@k on held-out ratings (Spark MLlib definitions)."""
     from deeprec.recommend.metrics import evaluate_ranking
-    from deeprec.train.run_dir import load_run_dataset
+    from deeprec.runs.directory import load_run_dataset
 
     model = _model(run)
     _, dataset = load_run_dataset(run, data)

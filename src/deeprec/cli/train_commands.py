@@ -69,10 +69,7 @@ def train(
     """
     from deeprec.ensemble import is_ensemble_yaml
     from deeprec.errors import ConfigError
-    from deeprec.selection import needs_selection
-    from deeprec.train.config import TrainConfig
-    from deeprec.train.distributed import LaunchEnv, distributed_session, resolve_device
-    from deeprec.train.run import (
+    from deeprec.runs.training import (
         has_checkpoint,
         never_checkpointed,
         resume_device,
@@ -81,6 +78,9 @@ def train(
         train_ensemble_run,
         train_run,
     )
+    from deeprec.selection import needs_selection
+    from deeprec.train.config import TrainConfig
+    from deeprec.train.distributed import LaunchEnv, distributed_session, resolve_device
 
     overrides = [*(set_ or []), *([f"device={device}"] if device else [])]
     if config is not None:  # a file, or a packaged preset by name (deeprec.presets)
@@ -166,7 +166,7 @@ def evaluate(
     ] = None,
 ) -> None:
     """Print one JSON object with rmse, mae and n of the run's best model on a split."""
-    from deeprec.train.run_dir import load_run_dataset, load_run_model
+    from deeprec.runs.directory import load_run_dataset, load_run_model
 
     model = load_run_model(run)
     data_dir, dataset = load_run_dataset(run, data)
@@ -203,7 +203,7 @@ def predict(
     import polars as pl
 
     from deeprec.atomic import atomic_path
-    from deeprec.train.run_dir import load_run_model
+    from deeprec.runs.directory import load_run_model
 
     modes = {"mean": "fallback", "empty": "nan", "error": "raise"}
     if unknown not in modes:

@@ -23,6 +23,17 @@ from deeprec.train.trainer import EpochRecord, Trainer
 
 
 @dataclass
+class RecipeOutput:
+    """What a recipe wrote: its rows (the results table) and files, and how long it took."""
+
+    name: str
+    out: Path
+    rows: list[dict[str, Any]]
+    files: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
 class Settings:
     """Options common to every recipe (the CLI's --epochs/--subsample/--seed/--set)."""
 

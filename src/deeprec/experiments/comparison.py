@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from deeprec.experiments.common import Settings
+from deeprec.experiments.common import RecipeOutput, Settings
 from deeprec.experiments.report import markdown_table, plot_series, write_csv, write_text
 from deeprec.train.config import TrainConfig
+
+TITLE = "Table 3 — DeepRec against the baselines on the same split"
 
 # label, module, class, keyword arguments (defaults otherwise: each baseline's own)
 BASELINES: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
@@ -90,9 +92,8 @@ def deeprec_config(settings: Settings, epochs: int) -> TrainConfig:
     return settings.base_config(**defaults, epochs=epochs)
 
 
-def run_comparison(settings: Settings, epochs: int):  # -> RecipeOutput
+def run_comparison(settings: Settings, epochs: int) -> RecipeOutput:
     from deeprec.estimator import DeepRec
-    from deeprec.experiments.recipes import RECIPES, RecipeOutput
 
     out = settings.out
     rows = [_global_mean_row(settings)]
@@ -172,7 +173,7 @@ def run_comparison(settings: Settings, epochs: int):  # -> RecipeOutput
     params = "\n".join(f"- {r['model']}: {r.get('params') or 'n/a'}" for r in rows)
     text = "\n".join(
         [
-            f"# {RECIPES['comparison'].title}",
+            f"# {TITLE}",
             "",
             f"- data: `{settings.data_path}` — {ds.n_users} users, {ds.n_items} items, "
             f"train/valid/test ratings {len(ds.train)}/{len(ds.valid)}/{len(ds.test)}",

@@ -16,14 +16,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from deeprec.errors import ConfigError
-from deeprec.experiments.common import Settings, TracedRun, train_traced, variant
+from deeprec.experiments.common import (
+    RecipeOutput,
+    Settings,
+    TracedRun,
+    train_traced,
+    variant,
+)
+from deeprec.experiments.comparison import TITLE as COMPARISON_TITLE
+from deeprec.experiments.comparison import run_comparison
 from deeprec.experiments.report import (
     markdown_table,
     plot_series,
@@ -79,15 +87,6 @@ RUN_COLUMNS = (
     "diverged",
 )
 EPOCH_COLUMNS = ("label", "epoch", "train_rmse", "valid_rmse", "valid_mae", "lr", "epoch_seconds")
-
-
-@dataclass
-class RecipeOutput:
-    name: str
-    out: Path
-    rows: list[dict[str, Any]]
-    files: list[Path] = field(default_factory=list)
-    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -430,8 +429,6 @@ def refeed(settings: Settings, epochs: int) -> RecipeOutput:
 
 def comparison(settings: Settings, epochs: int) -> RecipeOutput:
     """Table 3: DeepRec (project defaults, or --config/--set) against the baselines."""
-    from deeprec.experiments.comparison import run_comparison
-
     return run_comparison(settings, epochs)
 
 
@@ -450,12 +447,7 @@ RECIPES: dict[str, Recipe] = {
         ),
         Recipe("dropout", "Figure 4 — dropout on n,512,512,1024,512,512,n", 30, dropout),
         Recipe("refeed", "Figure 5 — dense re-feeding and learning rate", 30, refeed),
-        Recipe(
-            "comparison",
-            "Table 3 — DeepRec against the baselines on the same split",
-            40,
-            comparison,
-        ),
+        Recipe("comparison", COMPARISON_TITLE, 40, comparison),
     )
 }
 

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from deeprec.atomic import atomic_file, atomic_path
-from deeprec.base import fitted_setting
 from deeprec.errors import DataError
+from deeprec.recommend.fitted import fitted_setting
 
 if TYPE_CHECKING:  # pragma: no cover
     from deeprec.base import Recommender

@@ -16,13 +16,13 @@ import numpy as np
 import torch
 
 from deeprec.errors import DataError, UnknownIdError
+from deeprec.recommend.fitted import FittedModel
 from deeprec.recommend.ids import parse_ratings, resolve
 from deeprec.recommend.topn import check_k, scored_frame, top_k
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from deeprec.base import Recommender
 
 ON_UNKNOWN = ("report", "raise")
 
@@ -62,7 +62,7 @@ def _plain(value: Any) -> Any:
 
 
 def _parse(
-    model: Recommender, ratings: Mapping[Any, Any], on_unknown: str, what: str
+    model: FittedModel, ratings: Mapping[Any, Any], on_unknown: str, what: str
 ) -> tuple[np.ndarray, np.ndarray, list[Any]]:
     if on_unknown not in ON_UNKNOWN:
         raise ValueError(f"on_unknown must be one of {ON_UNKNOWN}, got {on_unknown!r}")
@@ -76,7 +76,7 @@ def _parse(
     return index, values, unknown
 
 
-def fold_in_user(model: Recommender, index: np.ndarray, values: np.ndarray) -> np.ndarray:
+def fold_in_user(model: FittedModel, index: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Raw model outputs over all items for a new user (item indices, ratings)."""
     try:
         return np.asarray(model._fold_in(index, values), dtype=np.float64)
@@ -84,7 +84,7 @@ def fold_in_user(model: Recommender, index: np.ndarray, values: np.ndarray) -> n
         raise DataError(f"{type(model).__name__} cannot serve new users: {exc}") from None
 
 
-def fold_in_item(model: Recommender, index: np.ndarray, values: np.ndarray) -> np.ndarray:
+def fold_in_item(model: FittedModel, index: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Raw model outputs over all users for a new item (user indices, ratings)."""
     try:
         return np.asarray(model._fold_in_item(index, values), dtype=np.float64)
@@ -93,7 +93,7 @@ def fold_in_item(model: Recommender, index: np.ndarray, values: np.ndarray) -> n
 
 
 def _predictions(
-    model: Recommender, scores: np.ndarray, ids: np.ndarray, requested: Sequence[Any], clip: bool
+    model: FittedModel, scores: np.ndarray, ids: np.ndarray, requested: Sequence[Any], clip: bool
 ) -> tuple[np.ndarray, list[Any]]:
     requested = list(requested)
     index, known = resolve(ids, requested)
@@ -105,7 +105,7 @@ def _predictions(
 
 
 def predict_for(
-    model: Recommender,
+    model: FittedModel,
     ratings: Mapping[Any, Any],
     items: Sequence[Any],
     *,
@@ -124,7 +124,7 @@ def predict_for(
 
 
 def recommend_for(
-    model: Recommender,
+    model: FittedModel,
     ratings: Mapping[Any, Any],
     k: int = 10,
     *,
@@ -147,7 +147,7 @@ def recommend_for(
 
 
 def predict_for_item(
-    model: Recommender,
+    model: FittedModel,
     ratings: Mapping[Any, Any],
     users: Sequence[Any],
     *,

@@ -19,18 +19,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from deeprec.base import fitted_setting
 from deeprec.errors import UnknownIdError
+from deeprec.recommend.fitted import FittedModel, fitted_setting
 from deeprec.recommend.ids import resolve
 from deeprec.recommend.topn import check_k
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from deeprec.base import Recommender
 
-
-def item_vectors(model: Recommender) -> np.ndarray:
+def item_vectors(model: FittedModel) -> np.ndarray:
     """(n_items, d) item representations (see module docstring)."""
     factors = getattr(model, "item_factors_", None)
     if factors is not None:
@@ -45,7 +43,7 @@ def item_vectors(model: Recommender) -> np.ndarray:
         return _encode_rows(model, module)
 
 
-def _encode_rows(model: Recommender, module: Any, batch_size: int = 1024) -> np.ndarray:
+def _encode_rows(model: FittedModel, module: Any, batch_size: int = 1024) -> np.ndarray:
     from deeprec.data.batching import row_batch
 
     rows = model.rows_  # type: ignore[attr-defined]  # items x users, as the model reads them
@@ -62,7 +60,7 @@ def _encode_rows(model: Recommender, module: Any, batch_size: int = 1024) -> np.
     return torch.cat(codes).numpy()
 
 
-def similar_items(model: Recommender, item: Any, k: int = 10) -> pd.DataFrame:
+def similar_items(model: FittedModel, item: Any, k: int = 10) -> pd.DataFrame:
     """The k items with the highest cosine similarity to `item`: DataFrame (item, similarity)."""
     import pandas as pd
 

@@ -17,12 +17,12 @@ import numpy as np
 import torch
 
 from deeprec.errors import DataError, UnknownIdError
+from deeprec.recommend.fitted import FittedModel
 from deeprec.recommend.ids import resolve
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from deeprec.base import Recommender
 
 OUTPUT_FORMATS = ("parquet", "csv")
 
@@ -49,7 +49,7 @@ def top_k(
     return values, indices, torch.isfinite(values)
 
 
-def user_index(model: Recommender, user: Any) -> int:
+def user_index(model: FittedModel, user: Any) -> int:
     index, known = resolve(model.user_ids_, [user])
     if not known[0]:
         raise UnknownIdError(
@@ -60,13 +60,13 @@ def user_index(model: Recommender, user: Any) -> int:
     return int(index[0])
 
 
-def _rated(model: Recommender, users: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+def _rated(model: FittedModel, users: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     local, cols, _ = model.train_.select_rows(users)
     return torch.from_numpy(local), torch.from_numpy(cols)
 
 
 def recommend_user(
-    model: Recommender,
+    model: FittedModel,
     user: Any,
     k: int = 10,
     *,
@@ -89,7 +89,7 @@ def recommend_user(
     return scored_frame(model, keep, values[0][valid[0]].numpy())
 
 
-def scored_frame(model: Recommender, items: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+def scored_frame(model: FittedModel, items: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
     """(item, score, prediction): raw item ids, unclipped scores, scores clipped to the scale."""
     import pandas as pd
 
@@ -104,7 +104,7 @@ def scored_frame(model: Recommender, items: np.ndarray, scores: np.ndarray) -> p
 
 
 def iter_top_n(
-    model: Recommender,
+    model: FittedModel,
     users: np.ndarray,
     k: int,
     *,
@@ -132,7 +132,7 @@ def iter_top_n(
         yield rows[mask], ranks[mask], indices.numpy()[mask], values.numpy()[mask]
 
 
-def candidate_mask(model: Recommender, items: Sequence[Any] | None) -> np.ndarray | None:
+def candidate_mask(model: FittedModel, items: Sequence[Any] | None) -> np.ndarray | None:
     """A bool mask over item indices for raw candidate ids (None: every item). Unknown
     candidates cannot be scored: they are left out, and none known at all is an error."""
     if items is None:
@@ -146,7 +146,7 @@ def candidate_mask(model: Recommender, items: Sequence[Any] | None) -> np.ndarra
 
 
 def recommend_users(
-    model: Recommender,
+    model: FittedModel,
     users: Sequence[Any],
     k: int = 10,
     *,
@@ -219,7 +219,7 @@ def output_format(path: str | Path, fmt: str | None = None) -> str:
 
 
 def write_top_n(
-    model: Recommender,
+    model: FittedModel,
     out: str | Path,
     *,
     users: Sequence[Any] | None = None,

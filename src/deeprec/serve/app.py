@@ -24,8 +24,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
-from deeprec.base import fitted_setting
 from deeprec.errors import DataError, DeepRecError, UnknownIdError
+from deeprec.recommend.fitted import fitted_setting
 from deeprec.recommend.foldin import fold_in_user
 from deeprec.recommend.ids import parse_ratings, resolve
 from deeprec.recommend.topn import top_k, user_index

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deeprec.base import fitted_setting
+from deeprec.recommend.fitted import fitted_setting
 
 
 class ForwardBatcher:

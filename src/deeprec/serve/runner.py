@@ -33,7 +33,7 @@ def run_info(run: str | Path) -> dict[str, Any]:
 
 
 def load_run(run: str | Path) -> tuple[Any, dict[str, Any]]:
-    from deeprec.train.run_dir import load_run_model
+    from deeprec.runs.directory import load_run_model
 
     return load_run_model(run), run_info(run)
 

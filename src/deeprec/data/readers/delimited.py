@@ -10,8 +10,8 @@ from pathlib import Path
 
 import polars as pl
 
-from deeprec.data.readers import convert
 from deeprec.data.readers._io import first_true, read_lines
+from deeprec.data.readers.convert import Where, canonical
 from deeprec.data.table import ITEM, RATING, TIMESTAMP, USER
 from deeprec.errors import DataError
 
@@ -87,7 +87,7 @@ def read_delimited(
     positions = _resolve(mapping, names, path)
     safe = [f"c{i}" for i in range(len(names))]
     header = separator.join(safe).encode() + b"\n"
-    where = convert.Where(path, line_offset)
+    where = Where(path, line_offset)
     own = {key: safe[pos] for key, pos in positions.items()}
     # Errors name the file's own column (header name), else the canonical name.
     shown = {key: (names[pos] if has_header else key) for key, pos in positions.items()}
@@ -106,7 +106,7 @@ def read_delimited(
             frame = _read(header + body, separator, schema, quote_char)
             nulls = frame.select([pl.col(c).is_null() for c in own.values()])
             if not nulls.select(pl.any_horizontal(pl.all())).to_series().any():
-                return convert.canonical(frame.rename(rename), display, where, scale)
+                return canonical(frame.rename(rename), display, where, scale)
         except pl.exceptions.PolarsError:
             pass
     try:
@@ -117,7 +117,7 @@ def read_delimited(
         raise DataError(f"cannot parse ({str(exc).splitlines()[0]})", path=path) from exc
     if frame.height == 0:
         raise DataError("no ratings found", path=path)
-    return convert.canonical(frame.rename(rename), display, where, scale)
+    return canonical(frame.rename(rename), display, where, scale)
 
 
 def _read(data: bytes, separator: str, schema: dict, quote_char: str | None) -> pl.DataFrame:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import polars as pl
 
-from deeprec.data.readers import convert
 from deeprec.data.readers._io import read_bytes, strip_compression
+from deeprec.data.readers.convert import SPLIT, Where, canonical
 from deeprec.data.readers.delimited import read_delimited, sniff
 from deeprec.data.table import ITEM, RATING, TIMESTAMP, USER
 from deeprec.errors import DataError
@@ -90,7 +90,7 @@ def read_csv_file(
         separator = "\t"
     mapping = _auto_mapping(fields, columns or {}, path, positional=not has_header)
     if split_column:
-        mapping[convert.SPLIT] = split_column
+        mapping[SPLIT] = split_column
     return read_delimited(
         data,
         path,
@@ -122,7 +122,7 @@ def read_parquet_file(
         raise DataError(f"cannot read Parquet, the file is damaged ({reason})", path=path) from None
     mapping = _auto_mapping(frame.columns, columns or {}, path, positional=False)
     if split_column:
-        mapping[convert.SPLIT] = split_column
+        mapping[SPLIT] = split_column
     for key, col in mapping.items():
         if col not in frame.columns:
             raise DataError(
@@ -130,5 +130,5 @@ def read_parquet_file(
             )
     if frame.height == 0:
         raise DataError("no ratings found", path=path)
-    where = convert.Where(path, None)
-    return convert.canonical(frame, {k: str(v) for k, v in mapping.items()}, where, scale)
+    where = Where(path, None)
+    return canonical(frame, {k: str(v) for k, v in mapping.items()}, where, scale)

@@ -10,6 +10,7 @@ from typing import Any
 from deeprec.data.dataset import PreparedDataset
 from deeprec.errors import CheckpointError, ConfigError
 from deeprec.estimator import DeepRec
+from deeprec.runs.directory import EventLog, RunDir
 from deeprec.train.checkpoint import (
     CHECKPOINT_DIR,
     Checkpoint,
@@ -22,7 +23,6 @@ from deeprec.train.checkpoint import (
 from deeprec.train.config import TrainConfig, load_yaml, read_yaml
 from deeprec.train.distributed import is_main_process
 from deeprec.train.lock import RunLock
-from deeprec.train.run_dir import EventLog, RunDir
 from deeprec.train.trainer import EpochRecord
 
 # Options `--resume` may change: they do not alter what the remaining steps compute.
