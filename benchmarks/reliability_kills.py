@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from deeprec.train.checkpoint import checkpoint_position, list_checkpoints  # noqa: E402
+from fault_injection import command  # noqa: E402
 from reliability.conftest import (  # noqa: E402
     assert_nothing_truncated,
     assert_same_tensors,
@@ -59,13 +60,13 @@ def kill_loop(data: Path, out: Path, kills: int, write_kills: int, seed: int) ->
     for kind in plan:
         before = newest(run) if run.exists() else None
         if kind == "in-write":
-            env = cli_env(DEEPREC_TEST_CRASH_IN_CHECKPOINT=str(rng.randint(2, 6)))
-            proc = subprocess.run(args, env=env, capture_output=True)
+            crashing = command(args, crash_in_checkpoint=rng.randint(2, 6))
+            proc = subprocess.run(crashing, env=cli_env(), capture_output=True)
             status = proc.returncode
         else:
             proc = subprocess.Popen(
-                args,
-                env=cli_env(DEEPREC_TEST_BATCH_DELAY="0.01"),
+                command(args, batch_delay=0.01),
+                env=cli_env(),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )

@@ -12,6 +12,7 @@ from deeprec.runs.training import resume_run, train_run
 from deeprec.train.checkpoint import list_checkpoints
 from deeprec.train.config import TrainConfig
 from deeprec.train.lock import RunLock
+from fault_injection import command
 
 from .conftest import SETTINGS, cli_env, train_args, wait_for
 
@@ -19,8 +20,10 @@ from .conftest import SETTINGS, cli_env, train_args, wait_for
 def test_second_training_into_a_running_directory_fails(prepared, tmp_path):
     run = tmp_path / "run"
     first = subprocess.Popen(
-        train_args(prepared, run, "epochs=2", "checkpoint_every_batches=2"),
-        env=cli_env(DEEPREC_TEST_BATCH_DELAY="0.1"),
+        command(
+            train_args(prepared, run, "epochs=2", "checkpoint_every_batches=2"), batch_delay=0.1
+        ),
+        env=cli_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -14,6 +14,7 @@ from deeprec.errors import ConfigError
 from deeprec.runs.training import resume_run, train_run
 from deeprec.train.checkpoint import checkpoint_position, list_checkpoints, read_checkpoint
 from deeprec.train.config import TrainConfig
+from fault_injection import command
 
 from .conftest import (
     SETTINGS,
@@ -89,7 +90,7 @@ def test_sigkill_in_checkpoint_write_and_mid_epoch_then_resume(prepared, baselin
     outside in the middle of epoch 3 of the resumed process. The second resume must end
     with the uninterrupted run's bits, and no non-temporary file may ever be torn."""
     run = tmp_path / "run"
-    died = run_cli(train_args(prepared, run, *CKPT), DEEPREC_TEST_CRASH_IN_CHECKPOINT="5")
+    died = run_cli(command(train_args(prepared, run, *CKPT), crash_in_checkpoint=5))
     assert died.returncode == -signal.SIGKILL, died.stderr
     assert len(_temporaries(run)) == 1  # the torn write exists only as a temporary
     assert assert_nothing_truncated(run) >= 4
@@ -97,8 +98,8 @@ def test_sigkill_in_checkpoint_write_and_mid_epoch_then_resume(prepared, baselin
     assert (newest.epoch, newest.batch) == (1, 9)  # the previous good one, intact
 
     proc = subprocess.Popen(
-        resume_args(run),
-        env=cli_env(DEEPREC_TEST_BATCH_DELAY="0.15"),
+        command(resume_args(run), batch_delay=0.15),
+        env=cli_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -144,17 +145,17 @@ def test_auto_resume_starts_then_continues_the_same_command(prepared, baseline, 
     """`deeprec train ... --auto-resume`, the command a restarting launcher reruns: it starts
     a fresh --out, continues a killed one bit for bit, and refuses another model."""
     run = tmp_path / "run"
-    command = [*train_args(prepared, run, *CKPT), "--auto-resume"]
-    died = run_cli(command, DEEPREC_TEST_CRASH_IN_CHECKPOINT="7")  # mid-epoch 2
+    args = [*train_args(prepared, run, *CKPT), "--auto-resume"]
+    died = run_cli(command(args, crash_in_checkpoint=7))  # mid-epoch 2
     assert died.returncode == -signal.SIGKILL, died.stderr
-    done = run_cli(command)
+    done = run_cli(args)
     assert done.returncode == 0, done.stderr
     assert "resuming" in done.stdout
     assert_same_run(run, baseline)
-    other = run_cli([*command, "--set", "hidden=[24,8]"])
+    other = run_cli([*args, "--set", "hidden=[24,8]"])
     assert other.returncode != 0
     assert "--auto-resume cannot change hidden" in other.stderr
-    both = run_cli([*command, "--overwrite"])
+    both = run_cli([*args, "--overwrite"])
     assert both.returncode != 0 and "--overwrite" in both.stderr
 
 

@@ -37,7 +37,6 @@ import json
 import os
 import random
 import re
-import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -58,12 +57,6 @@ FORMAT = "deeprec-train-checkpoint"
 FORMAT_VERSION = 1
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^ckpt-e(\d+)-b(\d+)\.safetensors$")
-
-# Test-only fault injection (used by tests/reliability): SIGKILL this process while writing
-# its N-th checkpoint (counting this process's writes only), after the temporary file is complete and before the rename; sleep
-# this many seconds after every batch so an outside kill lands mid-epoch.
-CRASH_ENV = "DEEPREC_TEST_CRASH_IN_CHECKPOINT"
-BATCH_DELAY_ENV = "DEEPREC_TEST_BATCH_DELAY"
 
 
 # ------------------------------------------------------------------ errors on write
@@ -330,9 +323,6 @@ class Checkpointer:
         self._fingerprint: dict[str, Any] | None = None
         self._trainer: Any = None
         self._dist: Any = None  # the DistContext under torchrun (train/distributed.py)
-        self._writes = 0  # files written by this process (test-only crash counter)
-        self._crash_at = int(os.environ.get(CRASH_ENV, "0") or 0)
-        self._batch_delay = float(os.environ.get(BATCH_DELAY_ENV, "0") or 0)
 
     # -------------------------------------------------------------- hooks
     def attach(self, trainer: Any) -> None:
@@ -355,8 +345,6 @@ class Checkpointer:
             self._checkpoint(self._trainer, 1, 0, 0.0, 0, best_is_model=False)
 
     def batch_end(self, trainer: Any, epoch: int, done: int, sse: float, count: int) -> None:
-        if self._batch_delay:
-            time.sleep(self._batch_delay)
         config: TrainConfig = trainer.config
         every = config.checkpoint_every_batches
         if self._dist is None and not self.writes:
@@ -471,17 +459,10 @@ class Checkpointer:
             self.folder.mkdir(parents=True, exist_ok=True)
             with atomic_path(target) as tmp:
                 save_file(tensors, str(tmp), metadata=metadata)
-                self._maybe_crash()
         self.written.append(target)
-        self._writes += 1
         self._last_time = time.monotonic()
         self._prune(trainer.config.checkpoint_keep)
         return target
-
-    def _maybe_crash(self) -> None:
-        """Test-only: die by SIGKILL between writing the temporary file and renaming it."""
-        if self._crash_at and self._writes + 1 == self._crash_at:
-            os.kill(os.getpid(), signal.SIGKILL)
 
     def _prune(self, keep: int) -> None:
         for old in list_checkpoints(self.folder)[keep:]:
