@@ -23,8 +23,8 @@ Run (heavy: under the shared lock):
         --data ../shared/data/ml-100k --out docs/results/comparison.md \
         --tuned docs/results/baselines_tuning.csv --deeprec-max-epochs 200
 
-(``--no-deeprec --out docs/results/baselines.md`` for the baselines-only report; see
-run_baselines.sh.) On the shared 2-core box the whole run takes about 5-10 minutes.
+(``--no-deeprec --out docs/results/baselines.md`` for the baselines-only report, after
+tune_baselines.py; each report names its command.) On the shared 2-core box the whole run takes about 5-10 minutes.
 """
 
 from __future__ import annotations

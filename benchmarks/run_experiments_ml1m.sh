@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD/src
-PY=${PYTHON:-/work/venv/bin/python}
+PY=${PYTHON:-python}  # the interpreter with deeprec's dependencies
 O=${1:-/tmp/exp-runs/ml1m}
 D=${2:-/tmp/exp-ml1m-time}
 if [ ! -f "$D/meta.json" ]; then
