@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import platform
 import sys
 import time
 from pathlib import Path
@@ -31,14 +30,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import realdata  # noqa: E402
+from _common import machine  # noqa: E402
 from deeprec.estimator import DeepRec  # noqa: E402
 from deeprec.train.config import TrainConfig  # noqa: E402
 
 DEEPREC_CONFIGS = {"ml100k": ["configs/ml-100k.yaml"], "ml1m": ["configs/ml-1m.yaml"]}
-MACHINE = (
-    "2-core AVX-512/AMX CPU, 24 GiB, torch {torch} CPU ({threads} threads), Python {py}; "
-    "shared with other work while measured"
-)
 
 
 def _rmse(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -164,16 +160,13 @@ def write(rows: list[dict], out: Path, args) -> None:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    machine = MACHINE.format(
-        torch=torch.__version__, threads=args.threads, py=platform.python_version()
-    )
     lines = [
         "# Accuracy: DeepRec presets vs Surprise on the same splits",
         "",
-        f"Machine: {machine}.",
+        f"Machine: {machine()}; shared with other work while measured.",
         "",
         "Command: `flock /tmp/deeprec-heavy.lock env PYTHONPATH=src "
-        "/work/venv/bin/python benchmarks/accuracy.py` (rows may come from separate runs of "
+        "python benchmarks/accuracy.py` (rows may come from separate runs of "
         "it with `--methods deeprec` or `--methods surprise`; each row says when).",
         "",
         "Headline: test RMSE with predictions clipped to the rating scale. DeepRec's epoch is",

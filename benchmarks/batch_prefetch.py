@@ -1,9 +1,9 @@
 """Where a training epoch should build its batches: on a prefetch thread, in line, or (as a
 lower bound) all before the epoch.
 
-    flock /tmp/deeprec-heavy.lock env PYTHONPATH=src /work/venv/bin/python \\
+    flock /tmp/deeprec-heavy.lock env PYTHONPATH=src python \\
         benchmarks/batch_prefetch.py --out docs/results/batch_prefetch.json
-    flock /tmp/deeprec-heavy.lock env PYTHONPATH=src /work/venv/bin/python \\
+    flock /tmp/deeprec-heavy.lock env PYTHONPATH=src python \\
         benchmarks/batch_prefetch.py --data netflix --reps 6 \\
         --out docs/results/batch_prefetch_netflix.json
 
@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_facts
 from _speed_common import emit_report, load_movielens_dat
 from deeprec.data.batching import epoch_order, iter_row_batches, prefetch
 from deeprec.train.config import TrainConfig
@@ -100,6 +101,7 @@ def main() -> None:
         source = {"path": DEFAULT_DATA, "batches_per_rep": "one epoch"}
     data = OrientedData(train=train, valid=valid, test=valid)
     report: dict = {
+        "machine": machine_facts(),
         "data": {**source, "users": train.shape[0], "items": train.shape[1]},
         "torch_threads": args.threads,
         "cpu_cores_available": len(os.sched_getaffinity(0)),

@@ -1,6 +1,6 @@
 """center=bias vs center=none for user-based DeepRec, numbers for docs/results/center.md.
 
-    flock /tmp/deeprec-heavy.lock env PYTHONPATH=src /work/venv/bin/python \
+    flock /tmp/deeprec-heavy.lock env PYTHONPATH=src python \
         benchmarks/center.py ml100k > center-ml100k.jsonl
 
 `ml100k`: ML-100K u1.base/u1.test (validation: a seeded 5% of u1.base), a small grid of

@@ -19,7 +19,6 @@ import gzip
 import io
 import json
 import os
-import platform
 import shlex
 import socket
 import statistics
@@ -29,6 +28,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from _common import machine
 
 DEFAULT_RATINGS = Path("/work/shared/data/ml-1m-users1-2999/ratings.dat.gz")
 SETTINGS = ((1, 1), (1, 2), (2, 1))  # (ranks, threads per rank)
@@ -116,10 +117,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write a Markdown report here")
     args = parser.parse_args()
 
-    import torch
-
     data = args.work / "ml1m-subset"
     stats = prepare(args.ratings, data)
+    conditions = machine()  # before the runs: its load average is the machine's before them
     results = [run_setting(data, args.work, r, t, args.epochs) for r, t in SETTINGS]
     base = results[0]["epoch_seconds"]
     lines = [
@@ -135,11 +135,6 @@ def main() -> None:
             f"{r['wall_seconds']:.1f} |"
         )
     table = "\n".join(lines)
-    conditions = (
-        f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), torch "
-        f"{torch.__version__}, Python {platform.python_version()}, load average before the run "
-        f"{os.getloadavg()[0]:.1f}"
-    )
     detail = "\n".join(f"- {r['ranks']}x{r['threads']}: {r['epoch_seconds_all']}" for r in results)
     print(table)
     print(json.dumps({"data": stats, "conditions": conditions}, indent=2))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from _common import machine
 from deeprec import DeepRec
 from deeprec.recommend.honesty import fold_in_honesty, low_rank_ratings
 
@@ -76,7 +76,7 @@ def write(args: argparse.Namespace, results: list[dict]) -> None:
         "# Fold-in honesty: new users served without retraining",
         "",
         "```bash",
-        "flock /tmp/deeprec-heavy.lock env PYTHONPATH=src /work/venv/bin/python "
+        "flock /tmp/deeprec-heavy.lock env PYTHONPATH=src python "
         f"benchmarks/fold_in.py --seeds {' '.join(map(str, args.seeds))} --out {args.out}",
         "```",
         "",
@@ -93,9 +93,7 @@ def write(args: argparse.Namespace, results: list[dict]) -> None:
         f"- synthetic model: DeepRec {SYNTH_PARAMS}; data `low_rank_ratings(2500, 80, rank=2, "
         "bias_scale=0.1, factor_scale=2.0, noise=0.2, density=0.3, seed=0)` (the same set "
         "the test `tests/serve/test_fold_in_honesty.py` uses)",
-        f"- Machine: {os.cpu_count()}-core CPU, torch {torch.__version__} CPU, "
-        f"{args.threads} threads, Python {platform.python_version()}; shared with other work "
-        "(timings are indicative only).",
+        f"- Machine: {machine()}; shared with other work (timings are indicative only).",
         "",
         "| data | seed | hidden users | hidden test ratings | RMSE seen users (model) | "
         "RMSE hidden users, fold-in | RMSE hidden users, bias-only | RMSE hidden, global mean "

@@ -240,7 +240,7 @@ def main() -> None:
         "on the training ratings, as DeepRec's weights do (DeepRec also uses validation for "
         "its choices and early stopping); `surprise+valid:` models train on train + "
         "validation. `fit / SVD++` is the fit time over train-only SVD++'s on the same set "
-        "(wall-clock on a shared 2-core machine: see the load in each run line).",
+        "(wall-clock on a machine shared with other work: see each run line's machine and load).",
     ]
     args.out.write_text(render(results, header))
 

@@ -1,6 +1,6 @@
 """One training epoch at Netflix scale (synthetic data), paper's Full architecture.
 
-    flock /tmp/deeprec-heavy.lock env PYTHONPATH=src /work/venv/bin/python \
+    flock /tmp/deeprec-heavy.lock env PYTHONPATH=src python \
         benchmarks/netflix_scale_epoch.py --batches 60 --out docs/results/netflix_scale_epoch.json
 
 480,189 users x 17,768 items, ~100M ratings generated in-process (vectorised NumPy: log-normal
@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_facts
 from _speed_common import emit_report, profile_steps
 from deeprec.atomic import atomic_file
 from deeprec.data.batching import epoch_order, iter_row_batches, prefetch, prefetch_depth
@@ -132,14 +133,9 @@ def gpu_busy(step_fn, batches: list) -> dict:
 
 
 def machine() -> dict:
-    """What this ran on, read from the machine itself."""
-    info: dict = {"cpu_cores": os.cpu_count(), "torch": torch.__version__}
-    try:
-        with open("/proc/cpuinfo") as handle:
-            models = [line.split(":", 1)[1].strip() for line in handle if "model name" in line]
-        info["cpu_model"] = models[0] if models else None
-    except OSError:
-        info["cpu_model"] = None
+    """machine_facts() (CPU model, cores, memory, ISA, Python, torch, threads, commit), plus
+    the GPU where there is one."""
+    info = machine_facts()
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         info["gpu"] = props.name

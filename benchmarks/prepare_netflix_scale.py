@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _common import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,7 +82,7 @@ def main() -> int:
     finally:
         if not args.keep:
             shutil.rmtree(args.work, ignore_errors=True)
-    cores = os.cpu_count()
+    facts = machine()
     rel = lambda c: " ".join(Path(x).name if x == sys.executable else x for x in c)  # noqa: E731
     text = f"""# Netflix-scale `deeprec prepare`
 
@@ -89,10 +90,9 @@ Measured by `benchmarks/prepare_netflix_scale.py` ({time.strftime("%Y-%m-%d %H:%
 
 Command (run under the shared lock):
 
-    flock /tmp/deeprec-heavy.lock /work/venv/bin/python benchmarks/prepare_netflix_scale.py
+    flock /tmp/deeprec-heavy.lock env PYTHONPATH=src python benchmarks/prepare_netflix_scale.py
 
-Machine: {cores}-core CPU ({platform.processor() or platform.machine()}), 24 GiB RAM, Python
-{platform.python_version()}; {args.note}. Wall times on a shared machine are upper bounds.
+Machine: {facts}; {args.note}. Wall times on a shared machine are upper bounds.
 
 Data: synthetic Netflix-scale raw files from `deeprec synth --preset {args.preset} --format
 {args.layout} --seed {args.seed}`: {len(files):,} files, {raw_bytes / 1e9:.2f} GB of text.

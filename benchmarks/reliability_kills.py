@@ -21,7 +21,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _common import machine  # noqa: E402
 from deeprec.train.checkpoint import checkpoint_position, list_checkpoints  # noqa: E402
 from fault_injection import command  # noqa: E402
 from reliability.conftest import (  # noqa: E402
@@ -148,6 +150,7 @@ def main() -> None:
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    print(f"Machine: {machine()}")
     if args.only_netflix_size:
         print(time_big_checkpoint(args.out))
         return

@@ -1,6 +1,6 @@
 """How far float32 rounding alone moves validation RMSE (the noise floor for fast vs reference).
 
-    flock /tmp/deeprec-heavy.lock env PYTHONPATH=src /work/venv/bin/python \
+    flock /tmp/deeprec-heavy.lock env PYTHONPATH=src python \
         benchmarks/rounding_sensitivity.py --threads 1 --epochs 2
 
 Same setup as train_speed.py with one re-feed step (lr 0.005): the reference run, the same
@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_facts
 from _speed_common import load_movielens_dat
 from deeprec.train.config import TrainConfig
 from deeprec.train.trainer import OrientedData, Trainer, build_model
@@ -50,7 +51,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     train, valid = load_movielens_dat(DEFAULT_DATA)
     data = OrientedData(train=train, valid=valid, test=valid)
-    report = {"threads": args.threads, "epochs": args.epochs, "valid_rmse_per_epoch": {}}
+    report = {
+        "machine": machine_facts(),
+        "threads": args.threads,
+        "epochs": args.epochs,
+        "valid_rmse_per_epoch": {},
+    }
     for refeed, lr in ((1, 0.005), (0, 0.001)):
         base = dict(
             hidden=[512, 512, 1024],

@@ -17,7 +17,6 @@ import asyncio
 import gzip
 import json
 import os
-import platform
 import random
 import socket
 import subprocess
@@ -65,6 +64,8 @@ def train_run(run: Path, epochs: int) -> dict:
         "epochs_run": epochs,
         "train_seconds": round(seconds, 1),
         "test": model.score(held),
+        "ratings": len(frame),
+        "users": int(frame["user"].nunique()),
     }
     (run / "summary.json").write_text(json.dumps(summary, indent=2))
     (run / "dataset.json").write_text(
@@ -243,24 +244,27 @@ def main() -> None:
 
 
 def write_report(args: argparse.Namespace, summary: dict, results: dict) -> None:
-    import torch
-
+    from _common import machine
     from deeprec.serve.runner import server_stack
 
     loop, http = server_stack()
+    if "ratings" not in summary:  # a --run trained before the summary recorded its data
+        frame = load_ml1m_subset()
+        summary = {**summary, "ratings": len(frame), "users": int(frame["user"].nunique())}
     lines = [
         "# HTTP service under load (loopback)",
         "",
         "Command (from the repository root; `pip install -e '.[bench]'` adds aiohttp):",
         "",
         "```bash",
-        "flock /tmp/deeprec-heavy.lock env PYTHONPATH=src /work/venv/bin/python "
+        "flock /tmp/deeprec-heavy.lock env PYTHONPATH=src python "
         f"benchmarks/serve_load.py --requests {args.requests} --concurrency {args.concurrency} "
         f"--clients {args.clients} --out {args.out}",
         "```",
         "",
         f"- Model: DeepRec {summary['architecture']} trained {summary['epochs_run']} epochs on "
-        "the ML-1M subset (users 1-2999, 487,650 ratings), random 90/10 split seed 0; "
+        f"the ML-1M subset ({RATINGS.parent.name}: {summary['users']:,} users, "
+        f"{summary['ratings']:,} ratings), random 90/10 split seed 0; "
         f"held-out RMSE {summary['test']['rmse']:.4f} (this is a serving benchmark, not a "
         "tuned model).",
         f"- Server: `python -m deeprec serve` (uvicorn with loop={loop}, http={http}, one "
@@ -270,9 +274,7 @@ def write_report(args: argparse.Namespace, summary: dict, results: dict) -> None
         "when its last one is answered), keep-alive connections, one client process on the "
         "same machine. Latency is measured by the client, from sending the request to "
         "having parsed the response.",
-        f"- Machine: {os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}), "
-        f"torch {torch.__version__}, Python {platform.python_version()}; the load generator "
-        "and the server share these cores.",
+        f"- Machine: {machine()}; the load generator and the server share these cores.",
         "- CPU ms/req: the client's and the server's process CPU time over the run, divided "
         "by the requests.",
         "",

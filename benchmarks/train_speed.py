@@ -1,6 +1,6 @@
 """Training speed on the ML-1M subset: reference vs fast fp32 vs fast bf16, in ONE run.
 
-    flock /tmp/deeprec-heavy.lock env PYTHONPATH=src /work/venv/bin/python \
+    flock /tmp/deeprec-heavy.lock env PYTHONPATH=src python \
         benchmarks/train_speed.py --out docs/results/train_speed.json
 
 User-based, n,512,512,1024,dp0.8,512,512,n, SELU, momentum SGD 0.9, batch 128, every
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_facts
 from _speed_common import (
     emit_report,
     load_movielens_dat,
@@ -130,6 +131,7 @@ def main() -> None:
     n_items = train.shape[1]
     hidden = [512, 512, 1024]
     report: dict = {
+        "machine": machine_facts(),
         "load_average_before": os.getloadavg(),
         "data": {
             "path": args.data,
