@@ -20,6 +20,7 @@ from deeprec.estimator import DeepRec
 from deeprec.runs.training import resume_run, train_run
 from deeprec.train.checkpoint import latest_checkpoint, list_checkpoints, read_checkpoint
 from deeprec.train.config import TrainConfig
+from fault_injection import torchrun_script
 
 from .test_ddp_torchrun import _sets, launch, make_dataset, torchrun_cli
 
@@ -36,7 +37,7 @@ CONFIG = {
     "checkpoint_every_minutes": 0.00001,  # 0.6 ms: time-based checkpoints at rank 0's pace
     "checkpoint_keep": 50,
 }
-CRASH = {"DEEPREC_TEST_FAIL_AT": "1:13"}  # rank 1 fails at global batch 5 of epoch 2
+CRASH = "1:13"  # rank 1 fails at global batch 5 of epoch 2 (tests/fault_injection.py)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     make_dataset(data)
     full = torchrun_cli(data, root / "full", CONFIG, PINNED)
     assert full.returncode == 0, full.stdout + full.stderr
-    crashed = torchrun_cli(data, root / "crashed", CONFIG, {**PINNED, **CRASH})
+    crashed = torchrun_cli(data, root / "crashed", CONFIG, PINNED, fail_at=CRASH)
     assert crashed.returncode != 0
     assert "injected failure at step 13" in crashed.stdout + crashed.stderr
     return {"data": data, "full": root / "full", "crashed": root / "crashed"}
@@ -139,7 +140,7 @@ def test_torchrun_max_restarts_with_auto_resume_recovers_bit_for_bit(runs, tmp_p
     run = tmp_path / "run"
     train = ["-m", "deeprec", "train", "--data", str(runs["data"]), "--out", str(run)]
     args = ["--max-restarts=1", *train, "--quiet", "--device", "cpu", "--auto-resume"]
-    proc = launch([*args, *_sets(CONFIG)], {**PINNED, **CRASH})
+    proc = launch(torchrun_script([*args, *_sets(CONFIG)], fail_at=CRASH), PINNED)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
     assert "injected failure at step 13" in output

@@ -28,6 +28,7 @@ from deeprec.runs.training import train_run
 from deeprec.train.config import TrainConfig
 from deeprec.train.distributed import shard_bounds
 from deeprec.train.loss import masked_mse
+from fault_injection import torchrun_script
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 COMPUTE = ("reference", "fast")  # autograd through DDP; hand-written gradients + before_update
@@ -116,11 +117,17 @@ def launch(args: list[str], extra_env: dict[str, str] | None = None) -> subproce
 
 
 def torchrun_cli(
-    data: Path, out: Path, config: dict, extra_env: dict[str, str] | None = None
+    data: Path,
+    out: Path,
+    config: dict,
+    extra_env: dict[str, str] | None = None,
+    fail_at: str | None = None,
 ) -> subprocess.CompletedProcess:
-    """`torchrun ... -m deeprec train`: the documented entry point, verbatim."""
+    """`torchrun ... -m deeprec train`: the documented entry point, verbatim; with `fail_at`
+    (RANK:STEP[:hang]) through tests/fault_injection.py, which injects that failure."""
     cli = ["-m", "deeprec", "train", "--data", str(data), "--out", str(out), "--quiet"]
-    return launch([*cli, "--device", "cpu", *_sets(config)], extra_env)
+    args = [*cli, "--device", "cpu", *_sets(config)]
+    return launch(torchrun_script(args, fail_at=fail_at) if fail_at else args, extra_env)
 
 
 def single_process(data: Path, out: Path, config: dict) -> dict:
@@ -239,7 +246,7 @@ def test_two_ranks_reach_the_same_validation_rmse(ddp_runs, data_dir, tmp_path, 
 
 def test_a_crash_in_one_rank_ends_the_job_with_a_clear_error(data_dir, tmp_path):
     config = {"hidden": [8], "epochs": 3, "batch_size": 8}
-    proc = torchrun_cli(data_dir, tmp_path / "run", config, {"DEEPREC_TEST_FAIL_AT": "1:2"})
+    proc = torchrun_cli(data_dir, tmp_path / "run", config, fail_at="1:2")
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "error: rank 1: injected failure at step 2" in output
@@ -248,8 +255,8 @@ def test_a_crash_in_one_rank_ends_the_job_with_a_clear_error(data_dir, tmp_path)
 
 def test_a_hung_rank_ends_the_job_by_the_collective_timeout(data_dir, tmp_path):
     config = {"hidden": [8], "epochs": 3, "batch_size": 8}
-    env = {"DEEPREC_TEST_FAIL_AT": "1:2:hang", "DEEPREC_DIST_TIMEOUT": "3"}
-    proc = torchrun_cli(data_dir, tmp_path / "run", config, env)
+    env = {"DEEPREC_DIST_TIMEOUT": "3"}
+    proc = torchrun_cli(data_dir, tmp_path / "run", config, env, fail_at="1:2:hang")
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "rank 0/2: lost contact with the other ranks" in output

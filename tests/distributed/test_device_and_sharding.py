@@ -19,7 +19,6 @@ from deeprec.estimator import DeepRec
 from deeprec.train.config import TrainConfig
 from deeprec.train.distributed import (
     LaunchEnv,
-    _parse_fail_at,
     distributed_session,
     keep_rows,
     padding_batch,
@@ -28,6 +27,7 @@ from deeprec.train.distributed import (
     shard_bounds,
     timeout_seconds,
 )
+from fault_injection import parse_fail_at
 
 
 @pytest.fixture
@@ -147,11 +147,9 @@ def test_timeout_and_fault_injection_settings_are_validated(monkeypatch):
     monkeypatch.setenv("DEEPREC_DIST_TIMEOUT", "abc")
     with pytest.raises(ConfigError, match="DEEPREC_DIST_TIMEOUT"):
         timeout_seconds()
-    monkeypatch.setenv("DEEPREC_TEST_FAIL_AT", "1:3:hang")
-    assert _parse_fail_at() == (1, 3, "hang")
-    monkeypatch.setenv("DEEPREC_TEST_FAIL_AT", "1")
-    with pytest.raises(ConfigError, match="RANK:STEP"):
-        _parse_fail_at()
+    assert parse_fail_at("1:3:hang") == (1, 3, "hang")  # the tests' own fault injection
+    with pytest.raises(ValueError, match="RANK:STEP"):
+        parse_fail_at("1")
 
 
 # ---------------------------------------------------------------- sharding

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -52,7 +51,6 @@ from deeprec.train import evaluation
 DEVICES = ("cpu", "cuda", "auto")
 TIMEOUT_ENV = "DEEPREC_DIST_TIMEOUT"  # seconds a rank waits in a collective before failing
 DEFAULT_TIMEOUT_S = 900.0
-FAIL_AT_ENV = "DEEPREC_TEST_FAIL_AT"  # "RANK:STEP[:hang]": fail that rank there (tests only)
 
 
 # --------------------------------------------------------------------------- devices
@@ -367,7 +365,6 @@ class DataParallel:
         self._pending: deque[tuple[RowBatch, StepWeights]] = deque()
         self._eval_shards: dict[int, tuple[CSRMatrix, CSRMatrix]] = {}
         self.steps = 0
-        self._fail_at = _parse_fail_at()
 
     def batches(
         self, matrix: CSRMatrix, order: np.ndarray, batch_size: int, start: int = 0
@@ -386,13 +383,6 @@ class DataParallel:
         _, weights = self._pending.popleft()
         self._weights.start(weights)
         self.steps += 1
-        if self._fail_at is not None and self._fail_at[:2] == (self.ctx.rank, self.steps):
-            if self._fail_at[2] == "hang":  # the peers must fail by their collective timeout
-                time.sleep(24 * 3600)
-            raise TrainingError(
-                f"rank {self.ctx.rank}: injected failure at step {self.steps} "
-                f"({FAIL_AT_ENV} is set; the test suite uses it to check shutdown)"
-            )
 
     def before_update(self, params: Iterable[torch.nn.Parameter]) -> None:
         """The same weighted gradient sum, for step functions that compute gradients by hand
@@ -454,23 +444,6 @@ class DataParallel:
         sse, sae, count = evaluation.evaluate_sse(model, train_rows, cached[1], **kwargs)
         total_sse, total_sae, total_count = self.ctx.all_reduce_sum([sse, sae, count])
         return total_sse, total_sae, round(total_count)
-
-
-def _parse_fail_at() -> tuple[int, int, str] | None:
-    """`RANK:STEP` (raise) or `RANK:STEP:hang` (stop answering) from the environment; in
-    the first attempt of a torchrun job only (a restarted one, TORCHELASTIC_RESTART_COUNT >
-    0, runs clean, so tests can check recovery)."""
-    raw = os.environ.get(FAIL_AT_ENV)
-    if not raw or _env_int("TORCHELASTIC_RESTART_COUNT", 0) > 0:
-        return None
-    parts = raw.split(":")
-    try:
-        mode = parts[2] if len(parts) == 3 else "raise"
-        if len(parts) not in (2, 3) or mode not in ("raise", "hang"):
-            raise ValueError(raw)
-        return int(parts[0]), int(parts[1]), mode
-    except ValueError:
-        raise ConfigError(f"{FAIL_AT_ENV} must be RANK:STEP[:hang], got {raw!r}") from None
 
 
 def _env_int(name: str, default: int) -> int:
