@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -45,8 +47,17 @@ def bias_only_rmse(dataset, reg_user: float = 15.0, reg_item: float = 10.0) -> f
     return float(np.sqrt(np.mean((pred - te.ratings) ** 2)))
 
 
+@pytest.fixture(autouse=True)
+def _at_most_two_threads() -> Iterator[None]:
+    """At most 2 threads for these runs (their RMSE bounds were measured so), and the
+    caller's thread count back afterwards: later tests must not inherit it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(2, before))
+    yield
+    torch.set_num_threads(before)
+
+
 def _fit(dataset, preset: str, **overrides) -> DeepRec:
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     config = load_preset(preset)
     params = {**config.to_dict(), **overrides}
     return DeepRec(**params).fit(dataset)
@@ -82,7 +93,6 @@ def test_ml100k_u1_ensemble_beats_each_member() -> None:
     base = shared_file("ml-100k", "u1.base")
     test = shared_file("ml-100k", "u1.test")
     dataset = prepare_dataset([base, test], "movielens", "given", seed=0, valid_fraction=0.05)
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     model = Ensemble(members=[{"preset": "ml-100k", "seeds": [1, 2]}, {}]).fit(dataset)
     blended = model.score(dataset, "test")["rmse"]
     part = dataset.test
