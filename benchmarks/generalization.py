@@ -5,7 +5,10 @@
 For every set of benchmarks/generalization_sets.py (the real sets of ../shared/data, two
 synthetic scales, a very sparse and a dense cut) this fits, on the same training part:
 
-- `DeepRec()`: the data-driven defaults (candidate selection on the validation split);
+- `DeepRec()`: the data-driven defaults (candidate selection on the validation split),
+  scored once per prediction-time input choice of the same fit (INPUT_VARIANTS: training
+  ratings only as inputs, training + validation, and the latter with the centring biases
+  re-estimated on train + validation); `defaults` repeats the library's default one;
 - the shipped presets named by ``--presets`` (item-based `ml-100k` by default);
 - Surprise's four default models (SVD++, SVD, BaselineOnly, KNNBaseline) fitted on the same
   training ratings as DeepRec's weights (``surprise:NAME``), and, as a second reference, on
@@ -41,6 +44,12 @@ from deeprec.presets import load_preset  # noqa: E402
 from generalization_sets import SETS  # noqa: E402
 
 SURPRISE = ("SVD++", "SVD", "BaselineOnly", "KNNBaseline")
+# method name -> (predict_inputs, predict_center): one DeepRec() fit, scored each way
+INPUT_VARIANTS = {
+    "defaults:inputs=train": ("train", "train"),
+    "defaults:inputs=train+valid": ("train+valid", "train"),
+    "defaults:inputs=train+valid,center=train+valid": ("train+valid", "train+valid"),
+}
 
 
 def surprise_model(name: str) -> SurpriseModel:
@@ -55,8 +64,9 @@ def surprise_model(name: str) -> SurpriseModel:
     return SurpriseModel(name, makers[name])
 
 
-def run_method(method: str, dataset: Any) -> dict[str, Any]:
-    """Fit one method on `dataset`'s train (+ valid) and score it on test."""
+def run_method(method: str, dataset: Any) -> dict[str, dict[str, Any]]:
+    """Fit one method on `dataset`'s train (+ valid) and score it on test: {name: entry}
+    (several names for `defaults`, one per prediction-time input choice)."""
     test = dataset.to_pandas("test")
     started = time.perf_counter()
     if method.startswith("surprise"):
@@ -66,6 +76,7 @@ def run_method(method: str, dataset: Any) -> dict[str, Any]:
         seconds = time.perf_counter() - started
         scores = model.score(test)
         extra: dict[str, Any] = {}
+        variants = {method: scores}
     else:
         if method == "defaults":
             model = DeepRec()
@@ -73,24 +84,38 @@ def run_method(method: str, dataset: Any) -> dict[str, Any]:
             model = DeepRec(**load_preset(method.split(":", 1)[1]).to_dict())
         model.fit(dataset)
         seconds = time.perf_counter() - started
-        scores = model.score(test)
-        extra = {"best_epoch": getattr(model, "best_epoch_", None)}
+        variants = {method: model.score(test)}
+        if method == "defaults":
+            shipped = (model.predict_inputs, model.predict_center)
+            for name, (inputs, center) in INPUT_VARIANTS.items():
+                model.set_params(predict_inputs=inputs, predict_center=center)
+                variants[name] = model.score(test)
+                if (inputs, center) == shipped:
+                    variants["defaults"] = variants[name]
+            model.set_params(predict_inputs=shipped[0], predict_center=shipped[1])
+            extra_names = {"shipped_inputs": list(shipped)}
+        else:
+            extra_names = {}
+        extra = {"best_epoch": getattr(model, "best_epoch_", None), **extra_names}
         selection = getattr(model, "selection_", None)
         if selection is not None:
             extra["selected"] = selection.get("winner")
             extra["candidate_seconds"] = selection.get("candidate_seconds")
             extra["trials"] = [[t["name"], round(t["valid_rmse"], 5)] for t in selection["trials"]]
     return {
-        "rmse": scores["rmse"],
-        "mae": scores["mae"],
-        "n": scores["n"],
-        "fit_seconds": round(seconds, 2),
-        **extra,
+        name: {
+            "rmse": scores["rmse"],
+            "mae": scores["mae"],
+            "n": scores["n"],
+            "fit_seconds": round(seconds, 2),
+            **extra,
+        }
+        for name, scores in variants.items()
     }
 
 
 def _order(method: str) -> tuple[int, str]:
-    rank = 0 if method == "defaults" else 1 if method.startswith("preset") else 2
+    rank = 0 if method.startswith("defaults") else 1 if method.startswith("preset") else 2
     return (rank + (method.startswith("surprise+valid")), method)
 
 
@@ -216,10 +241,10 @@ def main() -> None:
         dataset = SETS[set_name][1]()
         for method in args.methods.split(","):
             np.random.seed(0)
-            entry = run_method(method, dataset)
-            entry["commit"] = commit
-            results.setdefault(set_name, {})[method] = entry
-            print(set_name, method, entry, file=sys.stderr, flush=True)
+            for name, entry in run_method(method, dataset).items():
+                entry["commit"] = commit
+                results.setdefault(set_name, {})[name] = entry
+                print(set_name, name, entry, file=sys.stderr, flush=True)
             args.out.parent.mkdir(parents=True, exist_ok=True)
             store.write_text(json.dumps({"results": results, "runs": [*runs, run]}, indent=1))
     header = [

@@ -61,7 +61,7 @@ def user_index(model: Recommender, user: Any) -> int:
 
 
 def _rated(model: Recommender, users: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    local, cols, _ = model.train_.select_rows(users)
+    local, cols, _ = model.known_ratings().select_rows(users)  # training + validation
     return torch.from_numpy(local), torch.from_numpy(cols)
 
 
