@@ -183,9 +183,9 @@ def test_validation_ratings_that_carry_the_signal_improve_predictions() -> None:
     model.set_params(predict_inputs="train+valid")
     seen = model.score(dataset)["rmse"]
     # without them the cold users look alike (about 2 off on every item); with them, their
-    # group is known
-    assert blind > 1.5
-    assert seen < blind - 0.8
+    # group is known (measured 2.01 against 1.13)
+    assert blind > 1.8
+    assert seen < blind - 0.6
 
 
 def test_the_cli_run_directory_keeps_the_validation_inputs(dataset, tmp_path) -> None:
