@@ -56,7 +56,10 @@ class DeepRec(Recommender):
     the training split's, as in training (``"train"``). The defaults, both
     ``"train+valid"``, were better on test on 5 of 6 sets of docs/results/generalization.md
     (ML-1M time split: 0.8852 -> 0.8617; the re-fitted biases carry most of it). Both may
-    be changed after `fit` (`set_params`). Test ratings are
+    be changed after `fit` (`set_params`). `refit=True` goes further: once the model (and
+    its best epoch) is chosen on validation, it is trained again on train + validation for
+    that many epochs, and that model is kept (then there is no validation left to read).
+    Test ratings are
     never inputs: the model keeps only its fit's training and validation splits
     (deeprec.prediction_inputs). ``score(dataset, "valid")`` always reads training inputs,
     so that the validation number stays honest.
@@ -109,6 +112,7 @@ class DeepRec(Recommender):
         valid_fraction: float = 0.1,
         predict_inputs: str = "train+valid",
         predict_center: str = "train+valid",
+        refit: bool = False,
         verbose: bool = False,
     ) -> None:
         self.hidden = hidden
@@ -154,6 +158,7 @@ class DeepRec(Recommender):
         self.valid_fraction = valid_fraction
         self.predict_inputs = predict_inputs
         self.predict_center = predict_center
+        self.refit = refit
         self.verbose = verbose
 
     # ------------------------------------------------------------ config
@@ -210,11 +215,42 @@ class DeepRec(Recommender):
             raise DataError("cannot train on an empty training split")
         if not self.needs_selection():
             self._fit_config(dataset, self.config({}), on_epoch_end, checkpointer)
-            return
-        self._select(dataset, echo)
+        else:
+            dataset = self._select(dataset, echo)
+        if self.refit and dataset.valid.ratings.shape[0]:
+            self._refit(dataset)
 
-    def _select(self, dataset: PreparedDataset, echo: Any = None) -> None:
-        """Choose among deeprec.selection's candidates on validation; keep the winner."""
+    def _refit(self, dataset: PreparedDataset) -> None:
+        """Train the chosen config again on train + validation for its best epoch count
+        (no validation is left: the last epoch is kept); the selection report stays."""
+        from dataclasses import replace
+
+        from deeprec.data.dataset import Split
+
+        parts = (dataset.train, dataset.valid)
+        stamps = [p.timestamps for p in parts]
+        merged = Split(
+            users=np.concatenate([p.users for p in parts]),
+            items=np.concatenate([p.items for p in parts]),
+            ratings=np.concatenate([p.ratings for p in parts]),
+            timestamps=None if any(t is None for t in stamps) else np.concatenate(stamps),
+        )
+        whole = replace(dataset, train=merged, valid=Split.empty())
+        epochs = max(1, int(self.best_epoch_ or self.config().epochs))
+        config = TrainConfig.from_dict(
+            {**self.config().to_dict(), "epochs": epochs}, source="refit"
+        )
+        model = DeepRec(**{**self.get_params(), "verbose": False})
+        model._set_index(whole)
+        model._fit_config(whole, config)
+        fitted = {k: v for k, v in vars(model).items() if k.endswith("_")}
+        vars(self).update(fitted)
+        self._drop_prediction_cache()
+        self.refit_ = {"epochs": epochs, "ratings": int(merged.ratings.shape[0])}
+
+    def _select(self, dataset: PreparedDataset, echo: Any = None) -> PreparedDataset:
+        """Choose among deeprec.selection's candidates on validation; keep the winner.
+        Returns the dataset it chose on (with the carved validation split, if any)."""
         valid_source = "the given validation split"
         if dataset.valid.ratings.shape[0] == 0:
             dataset = with_carved_validation(dataset, self.valid_fraction, self.seed)
@@ -238,6 +274,7 @@ class DeepRec(Recommender):
         fitted = {k: v for k, v in vars(winner).items() if k.endswith("_")}
         vars(self).update(fitted)
         self.selection_ = report.to_dict()
+        return dataset
 
     def _fit_config(
         self,
@@ -437,7 +474,7 @@ class DeepRec(Recommender):
         """
         dataset = self._input_dataset(train, valid, columns)
         self._set_index(dataset)
-        for name in ("config_", "selection_", "_prediction_cache"):
+        for name in ("config_", "selection_", "refit_", "_prediction_cache"):
             vars(self).pop(name, None)  # a refit chooses again
         self._fit_dataset(dataset, on_epoch_end=on_epoch_end, checkpointer=checkpointer, echo=echo)
         return self
@@ -621,6 +658,7 @@ class DeepRec(Recommender):
         selection = getattr(self, "selection_", None)
         return {
             "selection": selection,
+            "refit": getattr(self, "refit_", None),
             "best_epoch": getattr(self, "best_epoch_", None),
             "best_valid_rmse": getattr(self, "best_valid_rmse_", None),
             "history": history,
@@ -630,6 +668,8 @@ class DeepRec(Recommender):
     def _load_fitted_meta(self, meta: dict[str, Any]) -> None:
         if meta.get("selection") is not None:
             self.selection_ = meta["selection"]
+        if meta.get("refit") is not None:
+            self.refit_ = meta["refit"]
         self.best_epoch_ = meta.get("best_epoch")
         self.best_valid_rmse_ = meta.get("best_valid_rmse")
         self.history_ = [EpochRecord(**r) for r in meta.get("history", [])]

@@ -77,9 +77,9 @@ def test_predictions_follow_the_choice_and_ignore_test_ratings(dataset) -> None:
         ),
         meta=dataset.meta,
     )
-    other = DeepRec(**SMALL).fit(flipped)
+    other = DeepRec(**SMALL).fit(flipped)  # the defaults: train+valid inputs and biases
     np.testing.assert_array_equal(
-        other.predict(test.user, test.item, clip=False), by_choice[CHOICES[1]]
+        other.predict(test.user, test.item, clip=False), by_choice[CHOICES[2]]
     )
 
 
@@ -204,3 +204,28 @@ def test_the_cli_run_directory_keeps_the_validation_inputs(dataset, tmp_path) ->
         dataset, "valid"
     )
     assert loaded.score(dataset)["rmse"] == pytest.approx(summary["test"]["rmse"], abs=1e-9)
+
+
+def test_refit_trains_the_chosen_model_again_on_train_plus_valid(dataset) -> None:
+    """refit=True: the early-stopped model's best epoch count, trained again on train +
+    validation (what the benchmark's defaults+refit measures); no validation remains."""
+    params = dict(SMALL, epochs=12, early_stopping=3)
+    stopped = DeepRec(**params).fit(dataset)
+    refitted = DeepRec(**params, refit=True).fit(dataset)
+    assert refitted.refit_ == {
+        "epochs": stopped.best_epoch_,
+        "ratings": len(dataset.train) + len(dataset.valid),
+    }
+    assert refitted.config_.epochs == stopped.best_epoch_
+    assert refitted.valid_.nnz == 0
+    assert _pairs(refitted.train_) == _split_pairs(dataset, "train") | _split_pairs(
+        dataset, "valid"
+    )
+    merged = PreparedDataset.from_tables(
+        pd.concat([dataset.to_pandas("train"), dataset.to_pandas("valid")])
+    )
+    by_hand = DeepRec(**{**params, "epochs": stopped.best_epoch_}).fit(merged)
+    test = dataset.to_pandas("test")
+    np.testing.assert_allclose(
+        refitted.predict(test.user, test.item), by_hand.predict(test.user, test.item), atol=1e-5
+    )
