@@ -59,10 +59,9 @@ class DeepRec(Recommender):
     be changed after `fit` (`set_params`). `refit=True` goes further: once the model (and
     its best epoch) is chosen on validation, it is trained again on train + validation for
     that many epochs, and that model is kept (then there is no validation left to read).
-    Test ratings are
-    never inputs: the model keeps only its fit's training and validation splits
-    (deeprec.prediction_inputs). ``score(dataset, "valid")`` always reads training inputs,
-    so that the validation number stays honest.
+    Test ratings are never inputs: the model keeps only its fit's training and validation
+    splits (deeprec.prediction_inputs). ``score(dataset, "valid")`` always reads training
+    inputs, so that the validation number stays honest.
     """
 
     model_name: ClassVar[str] = "DeepRec"
@@ -414,16 +413,17 @@ class DeepRec(Recommender):
             return cached[1]
         biases = self._train_biases()
         valid = getattr(self, "valid_", None)
-        refit = check_source("predict_center", self.predict_center) == "train+valid"
-        if refit and self._center == "bias" and valid is not None and valid.nnz:
-            biases = self._refit_biases(self.known_ratings())
+        rebias = check_source("predict_center", self.predict_center) == "train+valid"
+        if rebias and self._center == "bias" and valid is not None and valid.nnz:
+            biases = self._biases_on(self.known_ratings())
         rows = self._centered(self.input_ratings(), biases)
         if self._orientation == "item":
             rows = rows.transpose()
         vars(self)["_prediction_cache"] = (key, (rows, biases))
         return rows, biases
 
-    def _refit_biases(self, ratings: CSRMatrix) -> Biases:
+    def _biases_on(self, ratings: CSRMatrix) -> Biases:
+        """mu, b_u, b_i fitted on `ratings` as _fit_center fits them on training."""
         users, items, values = coo(ratings)
         mean = float(values.astype(np.float64).mean())
         user_bias, item_bias = fit_biases(
