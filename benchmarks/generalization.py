@@ -5,7 +5,14 @@
 For every set of benchmarks/generalization_sets.py (the real sets of ../shared/data, two
 synthetic scales, a very sparse and a dense cut) this fits, on the same training part:
 
-- `DeepRec()`: the data-driven defaults (candidate selection on the validation split);
+- `DeepRec()`: the data-driven defaults (candidate selection on the validation split),
+  scored once per prediction-time input choice of the same fit (INPUT_VARIANTS: training
+  ratings only as inputs, training + validation, and the latter with the centring biases
+  re-estimated on train + validation); `defaults` repeats the library's default one;
+- `defaults+refit` (asked for by name, after `defaults`): the defaults' winner trained again
+  on train + validation for its best epoch count (fit time: the refit alone);
+- `refit`: `DeepRec(refit=True)`, the same done by the library in one fit (selection
+  included in the fit time);
 - the shipped presets named by ``--presets`` (item-based `ml-100k` by default);
 - Surprise's four default models (SVD++, SVD, BaselineOnly, KNNBaseline) fitted on the same
   training ratings as DeepRec's weights (``surprise:NAME``), and, as a second reference, on
@@ -37,10 +44,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _common import SurpriseModel, machine, markdown_table  # noqa: E402
 from deeprec import DeepRec  # noqa: E402
+from deeprec.atomic import atomic_file  # noqa: E402
 from deeprec.presets import load_preset  # noqa: E402
 from generalization_sets import SETS  # noqa: E402
 
 SURPRISE = ("SVD++", "SVD", "BaselineOnly", "KNNBaseline")
+# method name -> (predict_inputs, predict_center): one DeepRec() fit, scored each way
+INPUT_VARIANTS = {
+    "defaults:inputs=train": ("train", "train"),
+    "defaults:inputs=train+valid": ("train+valid", "train"),
+    "defaults:inputs=train+valid,center=train+valid": ("train+valid", "train+valid"),
+}
 
 
 def surprise_model(name: str) -> SurpriseModel:
@@ -55,8 +69,45 @@ def surprise_model(name: str) -> SurpriseModel:
     return SurpriseModel(name, makers[name])
 
 
-def run_method(method: str, dataset: Any) -> dict[str, Any]:
-    """Fit one method on `dataset`'s train (+ valid) and score it on test."""
+def winner_settings(name: str) -> dict[str, Any]:
+    """The settings deeprec.selection gave the candidate called `name` (e.g. "item-wide
+    L2/3": the first-round "item-wide" with L2 divided by 3), rebuilt by the same steps."""
+    from deeprec.selection.candidates import L2_STEP, first_round, with_l2
+
+    base, _, l2 = name.partition(" L2")
+    settings = first_round({})[base]
+    if l2:
+        factor = L2_STEP if l2[0] == "x" else 1 / L2_STEP
+        steps = round(np.log(float(l2[1:])) / np.log(L2_STEP))
+        for _ in range(steps):
+            settings = with_l2(settings, factor)
+    return settings
+
+
+def refit_entry(dataset: Any, chosen: dict[str, Any]) -> DeepRec:
+    """`defaults+refit`: the defaults' winner (from the stored `defaults:inputs=train` entry
+    of this set) trained again on train + validation for its best epoch count."""
+    from dataclasses import replace
+
+    from deeprec.data.dataset import Split
+
+    parts = (dataset.train, dataset.valid)
+    merged = Split(
+        users=np.concatenate([p.users for p in parts]),
+        items=np.concatenate([p.items for p in parts]),
+        ratings=np.concatenate([p.ratings for p in parts]),
+        timestamps=None,
+    )
+    whole = replace(dataset, train=merged, valid=Split.empty())
+    settings = {**winner_settings(chosen["selected"]), "epochs": int(chosen["best_epoch"])}
+    return DeepRec(**settings).fit(whole)
+
+
+def run_method(
+    method: str, dataset: Any, stored: dict[str, dict] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Fit one method on `dataset`'s train (+ valid) and score it on test: {name: entry}
+    (several names for `defaults`, one per prediction-time input choice)."""
     test = dataset.to_pandas("test")
     started = time.perf_counter()
     if method.startswith("surprise"):
@@ -66,35 +117,82 @@ def run_method(method: str, dataset: Any) -> dict[str, Any]:
         seconds = time.perf_counter() - started
         scores = model.score(test)
         extra: dict[str, Any] = {}
+        variants = {method: scores}
+    elif method == "defaults+refit":
+        chosen = (stored or {}).get("defaults:inputs=train")
+        if chosen is None:
+            raise SystemExit("defaults+refit needs this set's defaults entry: run defaults first")
+        model = refit_entry(dataset, chosen)
+        seconds = time.perf_counter() - started
+        variants = {method: model.score(test)}
+        extra = {"best_epoch": chosen["best_epoch"], "selected": chosen["selected"]}
+        extra["refit_of"] = chosen["commit"]
     else:
         if method == "defaults":
             model = DeepRec()
+        elif method == "refit":
+            model = DeepRec(refit=True)
         else:
             model = DeepRec(**load_preset(method.split(":", 1)[1]).to_dict())
         model.fit(dataset)
         seconds = time.perf_counter() - started
-        scores = model.score(test)
-        extra = {"best_epoch": getattr(model, "best_epoch_", None)}
+        variants = {method: model.score(test)}
+        if method == "defaults":
+            shipped = (model.predict_inputs, model.predict_center)
+            for name, (inputs, center) in INPUT_VARIANTS.items():
+                model.set_params(predict_inputs=inputs, predict_center=center)
+                variants[name] = model.score(test)
+                if (inputs, center) == shipped:
+                    variants["defaults"] = variants[name]
+            model.set_params(predict_inputs=shipped[0], predict_center=shipped[1])
+            extra_names = {"shipped_inputs": list(shipped)}
+        else:
+            extra_names = {}
+        extra = {"best_epoch": getattr(model, "best_epoch_", None), **extra_names}
         selection = getattr(model, "selection_", None)
         if selection is not None:
             extra["selected"] = selection.get("winner")
             extra["candidate_seconds"] = selection.get("candidate_seconds")
             extra["trials"] = [[t["name"], round(t["valid_rmse"], 5)] for t in selection["trials"]]
     return {
-        "rmse": scores["rmse"],
-        "mae": scores["mae"],
-        "n": scores["n"],
-        "fit_seconds": round(seconds, 2),
-        **extra,
+        name: {
+            "rmse": scores["rmse"],
+            "mae": scores["mae"],
+            "n": scores["n"],
+            "fit_seconds": round(seconds, 2),
+            **extra,
+        }
+        for name, scores in variants.items()
     }
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` whole or not at all (an interrupted run keeps the old file)."""
+    with atomic_file(path, "w") as handle:
+        handle.write(text)  # type: ignore[attr-defined]
+
+
 def _order(method: str) -> tuple[int, str]:
-    rank = 0 if method == "defaults" else 1 if method.startswith("preset") else 2
+    rank = (
+        0 if method.startswith(("defaults", "refit")) else 1 if method.startswith("preset") else 2
+    )
     return (rank + (method.startswith("surprise+valid")), method)
 
 
+def shipped_defaults(results: dict[str, dict[str, dict]]) -> None:
+    """Point each set's `defaults` entry at the input variant DeepRec() ships today (the
+    variants are one fit scored several ways, so this is a measured entry, not a guess).
+    Sets measured before the variants existed keep their entry (training inputs only)."""
+    shipped = DeepRec()
+    choice = (shipped.predict_inputs, shipped.predict_center)
+    for methods in results.values():
+        for name, pair in INPUT_VARIANTS.items():
+            if pair == choice and name in methods:
+                methods["defaults"] = {**methods[name], "shipped_inputs": list(choice)}
+
+
 def render(results: dict[str, dict[str, dict]], header: list[str]) -> str:
+    shipped_defaults(results)
     rows = []
     for set_name, methods in results.items():
         svdpp = methods.get("surprise:SVD++", {}).get("fit_seconds")
@@ -121,12 +219,60 @@ def render(results: dict[str, dict[str, dict]], header: list[str]) -> str:
                     "fit s": f"{m['fit_seconds']:.1f}",
                     "fit / SVD++": ratio,
                     "chosen": m.get("selected") or "",
+                    "commit": m.get("commit", ""),
                 }
             )
     columns = ["set", "method", "RMSE", "MAE", "vs best Surprise", "vs best Surprise+valid"]
     columns += ["fit s", "fit / SVD++"]
-    table = markdown_table(rows, [*columns, "chosen"])
-    return "\n".join([*header, "", *verdicts(results), "", table, ""])
+    table = markdown_table(rows, [*columns, "chosen", "commit"])
+    parts = [*header, "", *verdicts(results), "", *inputs_section(results), "", table, ""]
+    return "\n".join(parts)
+
+
+def inputs_section(results: dict[str, dict[str, dict]]) -> list[str]:
+    """The same DeepRec() fit scored with each prediction-time input choice, beside the
+    best Surprise model trained on train + validation."""
+    names = list(INPUT_VARIANTS)
+    rows = []
+    for set_name, methods in results.items():
+        if not all(n in methods for n in names):
+            continue
+        best = min(
+            ((m["rmse"], k.split(":", 1)[1]) for k, m in methods.items() if "+valid:" in k),
+            default=None,
+        )
+        train_only = methods[names[0]]["rmse"]
+        row = {"set": set_name}
+        labels = ("train", "train+valid", "train+valid, biases re-fitted")
+        for name, label in zip(names, labels, strict=True):
+            rmse = methods[name]["rmse"]
+            gain = "" if name == names[0] else f" ({rmse - train_only:+.4f})"
+            row[label] = f"{rmse:.4f}{gain}"
+        for key, label in (
+            ("defaults+refit", "winner refit on train+valid"),
+            ("refit", "DeepRec(refit=True)"),
+        ):
+            if key in methods:
+                rmse = methods[key]["rmse"]
+                row[label] = f"{rmse:.4f} ({rmse - train_only:+.4f})"
+        row["best Surprise+valid"] = "" if best is None else f"{best[0]:.4f} ({best[1]})"
+        rows.append(row)
+    if not rows:
+        return []
+    return [
+        "## Validation ratings as inputs at prediction time",
+        "",
+        "One `DeepRec()` fit per set (the same weights, chosen on validation), scored on test "
+        "with each `predict_inputs`/`predict_center` choice: input rows of training ratings "
+        "only; of training + validation ratings; and the latter with the centring biases "
+        "re-fitted on train + validation. In brackets: the change against training inputs. "
+        "`winner refit on train+valid` (`defaults+refit`) trains the chosen candidate again "
+        "on train + validation for its best epoch count (that costs one more candidate fit: "
+        "its `fit s` below is the refit alone); `DeepRec(refit=True)` (`refit`) is the "
+        "library option that does the same inside `fit`.",
+        "",
+        markdown_table(rows, list(max(rows, key=len))),
+    ]
 
 
 def verdicts(results: dict[str, dict[str, dict]]) -> list[str]:
@@ -171,6 +317,8 @@ def verdicts(results: dict[str, dict[str, dict]]) -> list[str]:
                 "the mean candidate fit"
             )
         chosen = f", chose {ours['selected']}" if ours.get("selected") else ""
+        if "shipped_inputs" not in ours:
+            chosen += f" (training inputs only: measured at {ours.get('commit')})"
         lines.append(f"- `{set_name}`: {'; '.join(parts)}{chosen}{cost}.")
     lines.append(
         f"- In all: the defaults beat the best Surprise model on {wins[0]} of {wins[2]} sets "
@@ -189,12 +337,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "docs/results/generalization.md")
     parser.add_argument("--reuse", action="store_true", help="keep other methods' entries")
+    parser.add_argument(
+        "--render", action="store_true", help="only rewrite the table from the JSON (no runs)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     store = args.out.with_suffix(".json")
-    saved = json.loads(store.read_text()) if args.reuse and store.exists() else {}
+    reuse = args.reuse or args.render
+    saved = json.loads(store.read_text()) if reuse and store.exists() else {}
     results: dict[str, dict[str, dict]] = saved.get("results", {})
     runs: list[dict] = saved.get("runs", [])
+    if args.render:
+        atomic_write_text(args.out, render(results, header_lines(runs, results)))
+        return
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
@@ -216,23 +371,30 @@ def main() -> None:
         dataset = SETS[set_name][1]()
         for method in args.methods.split(","):
             np.random.seed(0)
-            entry = run_method(method, dataset)
-            entry["commit"] = commit
-            results.setdefault(set_name, {})[method] = entry
-            print(set_name, method, entry, file=sys.stderr, flush=True)
+            stored = results.get(set_name, {})
+            for name, entry in run_method(method, dataset, stored).items():
+                entry["commit"] = commit
+                results.setdefault(set_name, {})[name] = entry
+                print(set_name, name, entry, file=sys.stderr, flush=True)
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            store.write_text(json.dumps({"results": results, "runs": [*runs, run]}, indent=1))
-    header = [
+            payload = json.dumps({"results": results, "runs": [*runs, run]}, indent=1)
+            atomic_write_text(store, payload)
+    atomic_write_text(args.out, render(results, header_lines([*runs, run], results)))
+
+
+def header_lines(runs: list[dict], results: dict[str, dict[str, dict]]) -> list[str]:
+    """The page's title, one line per run that contributed entries, and the legend."""
+    return [
         "# Generalisation: DeepRec's defaults vs Surprise's default models",
         "",
         "Command (repository root): `PYTHONPATH=src python benchmarks/generalization.py "
-        f"--sets {args.sets} --methods {args.methods}"
-        f"{' --reuse' if args.reuse else ''}` (runs below; per-entry commits in the JSON).",
+        "--threads 1 --reuse --sets SETS --methods METHODS`, one run per line below (each "
+        "entry keeps its commit in the JSON); `--render` rewrites this page from the JSON.",
         "",
         *[
             f"- {r['started']}, commit {r['commit']}: {r['machine']}; sets {r['sets']}; "
             f"methods {r['methods']}"
-            for r in [*runs, run]
+            for r in runs
         ],
         "",
         "Sets: " + "; ".join(f"`{k}`: {v[0]}" for k, v in SETS.items() if k in results) + ".",
@@ -240,9 +402,10 @@ def main() -> None:
         "on the training ratings, as DeepRec's weights do (DeepRec also uses validation for "
         "its choices and early stopping); `surprise+valid:` models train on train + "
         "validation. `fit / SVD++` is the fit time over train-only SVD++'s on the same set "
-        "(wall-clock on a machine shared with other work: see each run line's machine and load).",
+        "(wall-clock on a machine shared with other work: see each run line's machine and load). "
+        "`defaults` is `DeepRec()` as shipped; `defaults:inputs=...` are the same fit scored "
+        "with each prediction-time input choice (the section above the table).",
     ]
-    args.out.write_text(render(results, header))
 
 
 if __name__ == "__main__":

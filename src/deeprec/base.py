@@ -5,7 +5,8 @@ scikit-learn conventions: hyper-parameters are explicit ``__init__`` keywords st
 and contiguous indices inside. Saved models are a directory::
 
     model.json           class name, hyper-parameters, fitted metadata (no code)
-    weights.safetensors  every tensor (model weights and the training ratings as CSR)
+    weights.safetensors  every tensor (model weights, the training ratings as CSR and,
+                         when the fit had one, the validation ratings as CSR)
     user_ids.npy, item_ids.npy   raw-id maps (loaded with allow_pickle=False)
     items.parquet        optional item titles and genres (item, title, genres)
 
@@ -74,6 +75,7 @@ class Recommender:
     user_ids_: np.ndarray
     item_ids_: np.ndarray
     train_: CSRMatrix
+    valid_: CSRMatrix  # the fit's validation ratings (given or carved); empty without one
     rating_range_: tuple[float, float]
     global_mean_: float
 
@@ -153,6 +155,7 @@ class Recommender:
         self.user_ids_ = dataset.user_ids
         self.item_ids_ = dataset.item_ids
         self.train_ = dataset.csr("train")
+        self.valid_ = dataset.csr("valid")
         self.rating_range_ = dataset.rating_range
         ratings = dataset.train.ratings
         self.global_mean_ = float(ratings.mean()) if ratings.shape[0] else 0.0
@@ -211,12 +214,32 @@ class Recommender:
         )
 
     def item_rating_counts(self) -> np.ndarray:
-        """Training ratings per item (aligned with item_ids_)."""
+        """Ratings per item in the fit's training and validation splits (aligned with
+        item_ids_)."""
         counts = getattr(self, "_item_counts", None)
         if counts is None:
-            counts = np.bincount(self.train_.indices, minlength=self.n_items).astype(np.int64)
+            known = self.known_ratings()
+            counts = np.bincount(known.indices, minlength=self.n_items).astype(np.int64)
             self._item_counts = counts
         return counts
+
+    def known_ratings(self) -> CSRMatrix:
+        """Every rating the fit was given, users x items: training plus validation (given
+        or carved). What "items the user rated" means for top-N exclusion; never test."""
+        from deeprec.data.prediction_inputs import merge_ratings
+
+        valid = getattr(self, "valid_", None)
+        cached = getattr(self, "_known_cache", None)
+        if cached is not None and cached[0] is self.train_ and cached[1] is valid:
+            return cached[2]
+        merged = merge_ratings(self.train_, valid)
+        self._known_cache = (self.train_, valid, merged)
+        return merged
+
+    def input_ratings(self) -> CSRMatrix:
+        """The ratings a known user's prediction is computed from, users x items: the
+        training ratings here; DeepRec adds validation ones (its `predict_inputs`)."""
+        return self.train_
 
     def _with_titles(self, frame: Any, column: str = "item") -> Any:
         """`frame` with a title column after `column` when the model has titles."""
@@ -489,6 +512,11 @@ class Recommender:
         state["_train.indptr"] = torch.from_numpy(self.train_.indptr.astype(np.int64))
         state["_train.indices"] = torch.from_numpy(self.train_.indices.astype(np.int32))
         state["_train.values"] = torch.from_numpy(self.train_.values.astype(np.float32))
+        valid = getattr(self, "valid_", None)
+        if valid is not None and valid.nnz:
+            state["_valid.indptr"] = torch.from_numpy(valid.indptr.astype(np.int64))
+            state["_valid.indices"] = torch.from_numpy(valid.indices.astype(np.int32))
+            state["_valid.values"] = torch.from_numpy(valid.values.astype(np.float32))
         info = {
             "format_version": MODEL_FORMAT_VERSION,
             "class": self.model_name,
@@ -530,6 +558,30 @@ def _load_model_items(root: Path) -> Any:
         return _load_items(root / ITEMS_FILE)
     except DataError as exc:
         raise CheckpointError(str(exc)) from None
+
+
+def _load_valid(state: dict[str, Any], shape: tuple[int, int]) -> CSRMatrix:
+    """The saved validation ratings (popped from `state`); empty when the file has none
+    (a fit without validation, or a model saved before they were kept)."""
+    parts = [state.pop(f"_valid.{k}", None) for k in ("indptr", "indices", "values")]
+    if all(p is None for p in parts):
+        empty = np.zeros(0)
+        return CSRMatrix(
+            np.zeros(shape[0] + 1, np.int64),
+            empty.astype(np.int32),
+            empty.astype(np.float32),
+            shape,
+        )
+    if any(p is None for p in parts):
+        raise CheckpointError("the weights hold part of the validation matrix only")
+    indptr, indices, values = (p.numpy() for p in parts)
+    if indptr.shape != (shape[0] + 1,) or indices.shape != values.shape:
+        raise CheckpointError("the saved validation matrix does not match the model's id maps")
+    if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= shape[1]):
+        raise CheckpointError("the saved validation matrix names items outside the id maps")
+    if int(indptr[0]) != 0 or int(indptr[-1]) != indices.shape[0] or (np.diff(indptr) < 0).any():
+        raise CheckpointError("the saved validation matrix has an invalid row pointer")
+    return CSRMatrix(indptr=indptr, indices=indices, values=values, shape=shape)
 
 
 def _is_many(user: Any) -> bool:
@@ -606,6 +658,7 @@ def load_model(path: str | Path) -> Recommender:
             )
         except KeyError as exc:
             raise CheckpointError(f"{weights_path} lacks the training matrix ({exc})") from exc
+        model.valid_ = _load_valid(state, model.train_.shape)
         model._load_fitted_meta(info.get("fitted", {}))
         model._load_state_dict(state)
         model._set_item_metadata(_load_model_items(root))

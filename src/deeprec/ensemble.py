@@ -178,7 +178,9 @@ class Ensemble(Recommender):
             )
         self.members_: list[DeepRec] = []
         for k, config in enumerate(configs):
-            member = DeepRec.from_config(config, verbose=self.verbose)
+            # members read training inputs only: the blend is fitted on validation
+            # predictions, which must not see the validation ratings as inputs
+            member = DeepRec.from_config(config, verbose=self.verbose, predict_inputs="train")
             hook = None
             if on_epoch_end is not None:
                 hook = lambda record, improved, k=k: on_epoch_end(k, record, improved)  # noqa: E731
@@ -295,7 +297,7 @@ class Ensemble(Recommender):
             member = DeepRec(**member_params)
             member.user_ids_, member.item_ids_ = self.user_ids_, self.item_ids_
             member.rating_range_, member.global_mean_ = self.rating_range_, self.global_mean_
-            member.train_ = self.train_
+            member.train_, member.valid_ = self.train_, self.valid_
             member._load_fitted_meta(member_meta)
             member._load_state_dict(sub)
             members.append(member)

@@ -16,6 +16,7 @@ from deeprec.base import Recommender
 from deeprec.baselines.bias import fit_biases, fold_in_bias
 from deeprec.data.carve import with_carved_validation
 from deeprec.data.dataset import PreparedDataset
+from deeprec.data.prediction_inputs import check_source, coo
 from deeprec.data.sparse import CSRMatrix
 from deeprec.errors import CheckpointError, ConfigError, DataError
 from deeprec.model.autoencoder import AutoEncoder
@@ -27,6 +28,7 @@ from deeprec.train.library_state import library_state
 from deeprec.train.trainer import EpochRecord, OrientedData, Trainer, build_model
 
 _D = TrainConfig()
+Biases = tuple[float, np.ndarray, np.ndarray]  # (mu, b_u over users, b_i over items)
 # Ridge strengths of the centring baseline (BiasOnly's defaults).
 CENTER_REG_USER, CENTER_REG_ITEM, CENTER_ITERS = 15.0, 10.0, 10
 
@@ -45,6 +47,21 @@ class DeepRec(Recommender):
     `selection_` says what was tried and why the winner won. Giving any model keyword pins
     the whole model: exactly that, with TrainConfig's defaults for the keywords left out.
     `config_` is the configuration that was trained.
+
+    `predict_inputs` says which ratings a known user's (user-based) or item's (item-based)
+    input row holds at predict/recommend/score time: ``"train+valid"`` adds the validation
+    ratings (given, or carved) to the training ones, without retraining; ``"train"`` keeps
+    the training ratings only. `predict_center` says where the centring biases used at
+    prediction time come from: re-estimated on train + validation (``"train+valid"``), or
+    the training split's, as in training (``"train"``). The defaults, both
+    ``"train+valid"``, were better on test on 5 of 6 sets of docs/results/generalization.md
+    (ML-1M time split: 0.8852 -> 0.8617; the re-fitted biases carry most of it). Both may
+    be changed after `fit` (`set_params`). `refit=True` goes further: once the model (and
+    its best epoch) is chosen on validation, it is trained again on train + validation for
+    that many epochs, and that model is kept (then there is no validation left to read).
+    Test ratings are never inputs: the model keeps only its fit's training and validation
+    splits (deeprec.data.prediction_inputs). ``score(dataset, "valid")`` always reads training
+    inputs, so that the validation number stays honest.
     """
 
     model_name: ClassVar[str] = "DeepRec"
@@ -92,6 +109,9 @@ class DeepRec(Recommender):
         checkpoint_every_minutes: float = _D.checkpoint_every_minutes,
         checkpoint_keep: int = _D.checkpoint_keep,
         valid_fraction: float = 0.1,
+        predict_inputs: str = "train+valid",
+        predict_center: str = "train+valid",
+        refit: bool = False,
         verbose: bool = False,
     ) -> None:
         self.hidden = hidden
@@ -135,6 +155,9 @@ class DeepRec(Recommender):
         self.checkpoint_every_minutes = checkpoint_every_minutes
         self.checkpoint_keep = checkpoint_keep
         self.valid_fraction = valid_fraction
+        self.predict_inputs = predict_inputs
+        self.predict_center = predict_center
+        self.refit = refit
         self.verbose = verbose
 
     # ------------------------------------------------------------ config
@@ -191,11 +214,42 @@ class DeepRec(Recommender):
             raise DataError("cannot train on an empty training split")
         if not self.needs_selection():
             self._fit_config(dataset, self.config({}), on_epoch_end, checkpointer)
-            return
-        self._select(dataset, echo)
+        else:
+            dataset = self._select(dataset, echo)
+        if self.refit and dataset.valid.ratings.shape[0]:
+            self._refit(dataset)
 
-    def _select(self, dataset: PreparedDataset, echo: Any = None) -> None:
-        """Choose among deeprec.selection's candidates on validation; keep the winner."""
+    def _refit(self, dataset: PreparedDataset) -> None:
+        """Train the chosen config again on train + validation for its best epoch count
+        (no validation is left: the last epoch is kept); the selection report stays."""
+        from dataclasses import replace
+
+        from deeprec.data.dataset import Split
+
+        parts = (dataset.train, dataset.valid)
+        stamps = [p.timestamps for p in parts]
+        merged = Split(
+            users=np.concatenate([p.users for p in parts]),
+            items=np.concatenate([p.items for p in parts]),
+            ratings=np.concatenate([p.ratings for p in parts]),
+            timestamps=None if any(t is None for t in stamps) else np.concatenate(stamps),
+        )
+        whole = replace(dataset, train=merged, valid=Split.empty())
+        epochs = max(1, int(self.best_epoch_ or self.config().epochs))
+        config = TrainConfig.from_dict(
+            {**self.config().to_dict(), "epochs": epochs}, source="refit"
+        )
+        model = DeepRec(**{**self.get_params(), "verbose": False})
+        model._set_index(whole)
+        model._fit_config(whole, config)
+        fitted = {k: v for k, v in vars(model).items() if k.endswith("_")}
+        vars(self).update(fitted)
+        self._drop_prediction_cache()
+        self.refit_ = {"epochs": epochs, "ratings": int(merged.ratings.shape[0])}
+
+    def _select(self, dataset: PreparedDataset, echo: Any = None) -> PreparedDataset:
+        """Choose among deeprec.selection's candidates on validation; keep the winner.
+        Returns the dataset it chose on (with the carved validation split, if any)."""
         valid_source = "the given validation split"
         if dataset.valid.ratings.shape[0] == 0:
             dataset = with_carved_validation(dataset, self.valid_fraction, self.seed)
@@ -219,6 +273,7 @@ class DeepRec(Recommender):
         fitted = {k: v for k, v in vars(winner).items() if k.endswith("_")}
         vars(self).update(fitted)
         self.selection_ = report.to_dict()
+        return dataset
 
     def _fit_config(
         self,
@@ -237,10 +292,10 @@ class DeepRec(Recommender):
         data = self._centered_data(dataset, config.orientation)
         with library_state(config.threads, config.seed):
             self.module_ = build_model(config, data.train.shape[1]).to(device)
-            self.rows_ = data.train
             self._train(dataset, config, data, dist, on_epoch_end, checkpointer)
         self.module_ = self.module_.cpu()  # [device] a fitted estimator predicts/saves on CPU
         self.module_.eval()
+        self._drop_prediction_cache()
 
     def _train(self, dataset, config, data, dist, on_epoch_end, checkpointer) -> None:
         trainer = Trainer(
@@ -283,17 +338,18 @@ class DeepRec(Recommender):
         self.center_scale_ = 1.0
         if standardize:
             part = dataset.train
-            seen = part.ratings.astype(np.float64) - self._baseline(part.users, part.items)
+            base = self._baseline(part.users, part.items, self._train_biases())
+            seen = part.ratings.astype(np.float64) - base
             spread = float(seen.std())
             self.center_scale_ = spread if np.isfinite(spread) and spread > 1e-12 else 1.0
 
-    def _centered(self, matrix: CSRMatrix) -> CSRMatrix:
+    def _centered(self, matrix: CSRMatrix, biases: Biases) -> CSRMatrix:
         """A user x item CSR of what the network sees: (rating - baseline) / scale."""
         scale = self._scale
         if self._center != "bias" and scale == 1.0:
             return matrix
         rows = np.repeat(np.arange(matrix.shape[0]), matrix.row_lengths())
-        base = self._baseline(rows, matrix.indices.astype(np.int64))
+        base = self._baseline(rows, matrix.indices.astype(np.int64), biases)
         values = ((matrix.values.astype(np.float64) - base) / scale).astype(np.float32)
         return CSRMatrix(matrix.indptr, matrix.indices, values, matrix.shape)
 
@@ -305,7 +361,7 @@ class DeepRec(Recommender):
         """Training rows as the network sees them; validation and test stay raw ratings
         (validation is scored on the rating scale through _rating_scale)."""
         mats = {
-            "train": self._centered(dataset.csr("train")),
+            "train": self._centered(dataset.csr("train"), self._train_biases()),
             "valid": dataset.csr("valid"),
             "test": dataset.csr("test"),
         }
@@ -320,8 +376,83 @@ class DeepRec(Recommender):
             rows, cols = cols, rows
         return RatingScale(self._scale, self.center_mean_, rows, cols)
 
-    def _baseline(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        return self.center_mean_ + self.center_user_bias_[users] + self.center_item_bias_[items]
+    def _baseline(
+        self, users: np.ndarray, items: np.ndarray, biases: Biases | None = None
+    ) -> np.ndarray:
+        """mu + b_u + b_i: of `biases`, else of the prediction-time biases."""
+        mean, user_bias, item_bias = self.prediction_biases() if biases is None else biases
+        return mean + user_bias[users] + item_bias[items]
+
+    def _train_biases(self) -> Biases:
+        """The centring the network was trained with (fitted on the training split)."""
+        return self.center_mean_, self.center_user_bias_, self.center_item_bias_
+
+    # ------------------------------------------------- prediction-time inputs
+    def input_ratings(self) -> CSRMatrix:
+        """Users x items ratings the input rows are built from: training, plus validation
+        when ``predict_inputs="train+valid"``."""
+        if check_source("predict_inputs", self.predict_inputs) == "train":
+            return self.train_
+        return self.known_ratings()
+
+    def prediction_biases(self) -> Biases:
+        """(mu, b_u, b_i) that centre inputs and un-centre outputs at prediction time: the
+        training ones, or with ``predict_center="train+valid"`` (center="bias") re-fitted
+        on train + validation with the same ridge strengths."""
+        return self._prediction()[1]
+
+    @property
+    def rows_(self) -> CSRMatrix:
+        """The input rows as the network reads them (oriented, centred, scaled)."""
+        return self._prediction()[0]
+
+    def _prediction(self) -> tuple[CSRMatrix, Biases]:
+        key = (self.predict_inputs, self.predict_center)
+        cached = vars(self).get("_prediction_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        biases = self._train_biases()
+        valid = getattr(self, "valid_", None)
+        rebias = check_source("predict_center", self.predict_center) == "train+valid"
+        if rebias and self._center == "bias" and valid is not None and valid.nnz:
+            biases = self._biases_on(self.known_ratings())
+        rows = self._centered(self.input_ratings(), biases)
+        if self._orientation == "item":
+            rows = rows.transpose()
+        vars(self)["_prediction_cache"] = (key, (rows, biases))
+        return rows, biases
+
+    def _biases_on(self, ratings: CSRMatrix) -> Biases:
+        """mu, b_u, b_i fitted on `ratings` as _fit_center fits them on training."""
+        users, items, values = coo(ratings)
+        mean = float(values.astype(np.float64).mean())
+        user_bias, item_bias = fit_biases(
+            users,
+            items,
+            values,
+            mean,
+            (self.n_users, self.n_items),
+            reg_user=CENTER_REG_USER,
+            reg_item=CENTER_REG_ITEM,
+            n_iter=CENTER_ITERS,
+        )
+        return mean, user_bias, item_bias
+
+    def _drop_prediction_cache(self) -> None:
+        vars(self).pop("_prediction_cache", None)
+
+    def score(self, test: Any, y: Any = None, split: str = "test", **kwargs: Any) -> Any:
+        """Recommender.score; the validation split of a dataset is scored from training
+        inputs only (the validation ratings cannot be inputs to their own scoring)."""
+        name = y if isinstance(y, str) else split
+        if not (isinstance(test, PreparedDataset) and name == "valid"):
+            return super().score(test, y, split, **kwargs)
+        saved = self.predict_inputs, self.predict_center
+        self.predict_inputs = self.predict_center = "train"
+        try:
+            return super().score(test, y, split, **kwargs)
+        finally:
+            self.predict_inputs, self.predict_center = saved
 
     def fit(
         self,
@@ -343,7 +474,7 @@ class DeepRec(Recommender):
         """
         dataset = self._input_dataset(train, valid, columns)
         self._set_index(dataset)
-        for name in ("config_", "selection_"):
+        for name in ("config_", "selection_", "refit_", "_prediction_cache"):
             vars(self).pop(name, None)  # a refit chooses again
         self._fit_dataset(dataset, on_epoch_end=on_epoch_end, checkpointer=checkpointer, echo=echo)
         return self
@@ -417,11 +548,11 @@ class DeepRec(Recommender):
         and maps outputs back with output * scale + baseline (see `output_scale`)."""
         if self._center != "bias":
             return None
-        mu, b_i = self.center_mean_, self.center_item_bias_
+        mu, user_bias, b_i = self.prediction_biases()
         if user is None:
             b_u = fold_in_bias(np.asarray(items, np.int64), ratings, mu, b_i, CENTER_REG_USER)
         else:
-            b_u = float(self.center_user_bias_[user])
+            b_u = float(user_bias[user])
         return mu + b_u + b_i
 
     def _fold_in_item(self, users: np.ndarray, ratings: np.ndarray) -> np.ndarray:
@@ -436,7 +567,7 @@ class DeepRec(Recommender):
         if self._center != "bias":
             x = np.asarray(ratings, np.float64) / scale
             return self._fold_in_vector(users, x) * scale
-        mu, b_u = self.center_mean_, self.center_user_bias_
+        mu, b_u, _ = self.prediction_biases()
         b_i = fold_in_bias(users, ratings, mu, b_u, CENTER_REG_ITEM)
         resid = (np.asarray(ratings, np.float64) - (mu + b_u[users] + b_i)) / scale
         return self._fold_in_vector(users, resid) * scale + mu + b_u + b_i
@@ -493,8 +624,7 @@ class DeepRec(Recommender):
         self.center_scale_ = 1.0 if scale is None else float(scale.reshape(-1)[0])
         if not (np.isfinite(self.center_scale_) and self.center_scale_ > 0):
             raise CheckpointError(f"invalid center.scale {self.center_scale_!r} in the weights")
-        rows = self._centered(self.train_)
-        self.rows_ = rows if config.orientation == "user" else rows.transpose()
+        self._drop_prediction_cache()
 
     def _load_center(self, state: dict[str, torch.Tensor], center: str) -> None:
         if center != "bias":
@@ -528,6 +658,7 @@ class DeepRec(Recommender):
         selection = getattr(self, "selection_", None)
         return {
             "selection": selection,
+            "refit": getattr(self, "refit_", None),
             "best_epoch": getattr(self, "best_epoch_", None),
             "best_valid_rmse": getattr(self, "best_valid_rmse_", None),
             "history": history,
@@ -537,6 +668,8 @@ class DeepRec(Recommender):
     def _load_fitted_meta(self, meta: dict[str, Any]) -> None:
         if meta.get("selection") is not None:
             self.selection_ = meta["selection"]
+        if meta.get("refit") is not None:
+            self.refit_ = meta["refit"]
         self.best_epoch_ = meta.get("best_epoch")
         self.best_valid_rmse_ = meta.get("best_valid_rmse")
         self.history_ = [EpochRecord(**r) for r in meta.get("history", [])]

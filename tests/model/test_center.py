@@ -18,12 +18,15 @@ SMALL = dict(hidden=[8], epochs=3, batch_size=16, seed=0)
 
 @pytest.fixture
 def centred(dataset) -> DeepRec:
-    return DeepRec(**SMALL, center="bias").fit(dataset)
+    # predictions centred on the training biases, as BiasOnly fitted on training gives them
+    # (predict_center="train+valid" re-fits them: test_predict_inputs.py)
+    return DeepRec(**SMALL, center="bias", predict_center="train").fit(dataset)
 
 
 def _residual_row(model: DeepRec, user: int) -> tuple[np.ndarray, np.ndarray]:
-    """The model's input for a training user, built by hand: (r - (mu + b_u + b_i)) / scale."""
-    t = model.train_
+    """The model's input for a known user, built by hand: (r - (mu + b_u + b_i)) / scale
+    over the user's training and validation ratings (predict_inputs="train+valid")."""
+    t = model.input_ratings()
     items = t.indices[t.indptr[user] : t.indptr[user + 1]].astype(np.int64)
     ratings = t.values[t.indptr[user] : t.indptr[user + 1]].astype(np.float64)
     base = model.center_mean_ + model.center_user_bias_[user] + model.center_item_bias_[items]
@@ -89,20 +92,25 @@ def test_fold_in_uses_the_new_users_bias(centred) -> None:
     np.testing.assert_allclose(centred._fold_in(items, ratings), want, atol=1e-5)
 
 
-def test_fold_in_of_a_training_users_ratings_reproduces_its_scores(centred) -> None:
-    """The ALS's last sweep is exactly the fold-in update, so a known user's own training
-    ratings folded in give back the trained user's bias and scores."""
+@pytest.mark.parametrize("source", ["train", "train+valid"])
+def test_fold_in_of_a_training_users_ratings_reproduces_its_scores(centred, source) -> None:
+    """The ALS's last sweep is exactly the fold-in update, so a known user's own ratings
+    folded in give back the user's bias and scores: its training ratings for biases fitted
+    on training, its training + validation ones for biases re-fitted on both."""
+    centred.set_params(predict_inputs=source, predict_center=source)
     user = 5
-    t = centred.train_
+    t = centred.input_ratings()
     sl = slice(t.indptr[user], t.indptr[user + 1])
     folded = centred._fold_in(t.indices[sl].astype(np.int64), t.values[sl])
     np.testing.assert_allclose(folded, centred._score_users(np.array([user]))[0], atol=1e-5)
 
 
-def test_item_based_fold_in_item_is_centred(dataset) -> None:
+@pytest.mark.parametrize("source", ["train", "train+valid"])
+def test_item_based_fold_in_item_is_centred(dataset, source) -> None:
     model = DeepRec(**SMALL, center="bias", orientation="item").fit(dataset)
+    model.set_params(predict_inputs=source, predict_center=source)
     item = 4
-    cols = model.train_.transpose()
+    cols = model.input_ratings().transpose()
     sl = slice(cols.indptr[item], cols.indptr[item + 1])
     folded = model._fold_in_item(cols.indices[sl].astype(np.int64), cols.values[sl])
     users = np.arange(model.n_users)
@@ -139,8 +147,9 @@ def test_export_of_a_centred_model_outputs_ratings(tmp_path, dataset, centred) -
     side = json.loads(out.with_name("m.pt.json").read_text())
     assert side["center"] == "bias" and side["rated"] == "rated"
     user = 2
-    row = slice(centred.train_.indptr[user], centred.train_.indptr[user + 1])
-    items, ratings = centred.train_.indices[row], centred.train_.values[row]
+    inputs = centred.input_ratings()  # what the known user's own predictions read
+    row = slice(inputs.indptr[user], inputs.indptr[user + 1])
+    items, ratings = inputs.indices[row], inputs.values[row]
     x = np.zeros((1, centred.n_items), np.float32)
     rated = np.zeros_like(x)
     x[0, items], rated[0, items] = ratings, 1.0

@@ -58,7 +58,10 @@ def test_members_expand_presets_and_seeds() -> None:
 def test_each_member_is_the_deeprec_it_describes(data, fitted) -> None:
     assert len(fitted.members_) == 3
     assert [m.seed for m in fitted.members_] == [0, 1, 0]
-    alone = DeepRec(**{**SMALL, "orientation": "user", "center": "bias"}).fit(data)
+    # members read training inputs only (their blend is fitted on validation predictions)
+    assert {m.predict_inputs for m in fitted.members_} == {"train"}
+    alone = DeepRec(**{**SMALL, "orientation": "user", "center": "bias"}, predict_inputs="train")
+    alone.fit(data)
     users, items = data.test.users.astype(np.int64), data.test.items.astype(np.int64)
     np.testing.assert_array_equal(
         fitted.members_[2]._predict_indices(users, items), alone._predict_indices(users, items)

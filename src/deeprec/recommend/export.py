@@ -113,9 +113,10 @@ def exported_graph(model: Recommender) -> torch.nn.Module:
     from deeprec.estimator import CENTER_REG_ITEM, CENTER_REG_USER
 
     user_based = fitted_setting(model, "orientation", "user") == "user"
-    col_bias = model.center_item_bias_ if user_based else model.center_user_bias_  # type: ignore[attr-defined]
+    mean, user_bias, item_bias = model.prediction_biases()  # type: ignore[attr-defined]
+    col_bias = item_bias if user_based else user_bias
     reg = CENTER_REG_USER if user_based else CENTER_REG_ITEM
-    return CenteredGraph(module, model.center_mean_, col_bias, reg, scale).eval()  # type: ignore[attr-defined]
+    return CenteredGraph(module, mean, col_bias, reg, scale).eval()
 
 
 def parity_ratings(
@@ -125,7 +126,7 @@ def parity_ratings(
     training rows in the model's orientation."""
     from deeprec.data.batching import row_batch
 
-    train = model.train_
+    train = model.input_ratings()
     if fitted_setting(model, "orientation", "user") != "user":
         train = train.transpose()
     rng = np.random.default_rng(seed)

@@ -61,7 +61,7 @@ def user_index(model: FittedModel, user: Any) -> int:
 
 
 def _rated(model: FittedModel, users: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    local, cols, _ = model.train_.select_rows(users)
+    local, cols, _ = model.known_ratings().select_rows(users)  # training + validation
     return torch.from_numpy(local), torch.from_numpy(cols)
 
 

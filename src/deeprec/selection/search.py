@@ -4,9 +4,11 @@ validation RMSE (clipped, on the rating scale: the one number every candidate sh
 The search is bounded: three first-round candidates, then L2 steps of 3x around each of
 the two best (x3 and /3, and one step further the way that gained): at most nine fits.
 Both families get their L2 searched because the first round compares them at one L2 each,
-and the best L2 moves a lot between data sets (issue 18: about 300-fold). The winner is kept as fitted, not refitted on
-train + validation: refitting for a fixed number of epochs was less reliable than keeping
-the selected model (issue 18's measurements).
+and the best L2 moves a lot between data sets (issue 18: about 300-fold). The winner is
+kept as fitted; at prediction time it reads the validation ratings as inputs (DeepRec's
+`predict_inputs`/`predict_center`). Retraining it on train + validation for its best
+epoch count is DeepRec's opt-in `refit=True`: issue 18's first look found that less
+reliable on one set, docs/results/generalization.md measured it better on six.
 """
 
 from __future__ import annotations

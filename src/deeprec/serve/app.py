@@ -267,14 +267,17 @@ def create_app(
         """Raw scores over all items, the rated item indices, and what was not used."""
         if user is not None:
             u = user_index(model, user)
-            lo, hi = model.train_.indptr[u], model.train_.indptr[u + 1]
-            index = model.train_.indices[lo:hi].astype(np.int64)
+            inputs = model.input_ratings()  # training (+ validation: DeepRec's predict_inputs)
+            lo, hi = inputs.indptr[u], inputs.indptr[u + 1]
+            index = inputs.indices[lo:hi].astype(np.int64)
             if batcher is not None:
-                scores = await centred_forward(index, model.train_.values[lo:hi], u)
+                scores = await centred_forward(index, inputs.values[lo:hi], u)
             else:
                 with torch.inference_mode():
                     scores = model._score_users(np.array([u]))[0]
-            return {"scores": scores, "rated": index, "unknown": [], "used": None}
+            known = model.known_ratings()  # every rated item is left out, validation too
+            rated = known.indices[known.indptr[u] : known.indptr[u + 1]].astype(np.int64)
+            return {"scores": scores, "rated": rated, "unknown": [], "used": None}
         index, values, unknown = parse_ratings(model.item_ids_, ratings, model.rating_range_)
         if batcher is not None:
             scores = await centred_forward(index, values, None)
