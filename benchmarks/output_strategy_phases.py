@@ -2,7 +2,7 @@
 
     flock /tmp/deeprec-heavy.lock env PYTHONPATH=src python benchmarks/output_strategy_phases.py
 
-A diagnostic for the output-strategy planner (src/deeprec/train/fast_step.py): 12,000 users
+A diagnostic for the output-strategy planner (src/deeprec/step/fast.py): 12,000 users
 drawn like benchmarks/netflix_scale_epoch.py's synthetic Netflix (17,768 items, ~209 ratings
 per user), the paper's Full architecture in fp32, 14 batches of 128. For `gather` and
 `sparse` pinned, the median time of each phase of a real step (batches 4-14); then the
@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import netflix_scale_epoch as netflix
 from deeprec.data.batching import epoch_order, iter_row_batches
-from deeprec.train import fast_step
+from deeprec.step import fast as fast_step
 from deeprec.train.optim import build_optimizer
 from deeprec.train.step import make_step
 from deeprec.train.trainer import build_model

@@ -24,9 +24,9 @@ from deeprec.data.batching import row_batch
 from deeprec.data.dataset import PreparedDataset
 from deeprec.estimator import DeepRec
 from deeprec.model.autoencoder import AutoEncoder
+from deeprec.step.loss import masked_mse
 from deeprec.train.config import TrainConfig
 from deeprec.train.distributed import shard_bounds
-from deeprec.train.loss import masked_mse
 from deeprec.train.run import train_run
 
 WORKER = Path(__file__).with_name("ddp_worker.py")

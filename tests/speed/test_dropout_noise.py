@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deeprec.train import mt19937_noise
-from deeprec.train.dropout_noise import dropout_noise
+from deeprec.kernels import mt19937_noise
+from deeprec.kernels.dropout_noise import dropout_noise
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -1,4 +1,4 @@
-"""The fused SELU/ELU loops give torch's separate ops' values (train/fused_activation.py)."""
+"""The fused SELU/ELU loops give torch's separate ops' values (kernels/fused_activation.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deeprec.train import fused_activation
+from deeprec.kernels import fused_activation
 
 _aten = torch.ops.aten
 PARAMS = {"selu": (1.6732632423543772848170429916717, 1.0507009873554804934193349852946)}
@@ -90,20 +90,20 @@ def test_other_activations_and_tensors_are_not_taken() -> None:
         fused_activation.forward("selu", tile, torch.zeros(8).double(), None, torch.float32)
 
 
-def _one_step(precision: str, refeed: int, constrained: bool, lazy: bool = False):
+def _one_step(precision: str, refeed: int, constrained: bool):
     """One fast step from fixed weights and seed; returns the updated parameters."""
     import numpy as np
 
     from deeprec.data.batching import row_batch
     from deeprec.model.autoencoder import AutoEncoder
-    from deeprec.train.fast_step import FastStep
+    from deeprec.step.fast import FastStep
 
     from .test_fast_equivalence import random_matrix
 
     torch.manual_seed(3)
     model = AutoEncoder(random_matrix(0).shape[1], [32, 16], constrained=constrained, dropout=0.5)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    step = FastStep(model, optimizer, precision=precision, refeed_steps=refeed, lazy_updates=lazy)
+    step = FastStep(model, optimizer, precision=precision, refeed_steps=refeed)
     batch = row_batch(random_matrix(0), np.arange(12))
     torch.manual_seed(11)
     result = step(batch)
@@ -111,18 +111,17 @@ def _one_step(precision: str, refeed: int, constrained: bool, lazy: bool = False
 
 
 @pytest.mark.parametrize(
-    ("precision", "refeed", "constrained", "lazy"),
+    ("precision", "refeed", "constrained"),
     [
-        ("fp32", 0, False, False),
-        ("fp32", 1, True, False),
-        ("fp32", 0, False, True),
-        ("bf16", 0, False, False),
-        ("bf16", 1, False, False),
-        ("bf16", 0, True, False),
+        ("fp32", 0, False),
+        ("fp32", 1, True),
+        ("bf16", 0, False),
+        ("bf16", 1, False),
+        ("bf16", 0, True),
     ],
 )
 def test_a_fast_step_with_the_fused_loops_matches_one_without(
-    monkeypatch, precision, refeed, constrained, lazy
+    monkeypatch, precision, refeed, constrained
 ) -> None:
     """The whole step (every hidden layer, forward and backward, sparse and re-fed inputs)
     with the loops really taken gives the separate ops' loss and updated weights."""
@@ -134,10 +133,10 @@ def test_a_fast_step_with_the_fused_loops_matches_one_without(
         return built
 
     monkeypatch.setattr(fused_activation, "kernels", spying)
-    fused_loss, fused = _one_step(precision, refeed, constrained, lazy)
+    fused_loss, fused = _one_step(precision, refeed, constrained)
     assert calls
     monkeypatch.setattr(fused_activation, "kernels", lambda: None)
-    plain_loss, plain = _one_step(precision, refeed, constrained, lazy)
+    plain_loss, plain = _one_step(precision, refeed, constrained)
     assert fused_loss == pytest.approx(plain_loss, rel=1e-5)
     for name in plain:  # bf16: the bias-gradient sums' order can flip a bf16 rounding
         tol = 1e-5 if precision == "fp32" else 1e-3

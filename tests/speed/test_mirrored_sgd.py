@@ -8,9 +8,9 @@ import copy
 import pytest
 import torch
 
+from deeprec.kernels import mirrored_sgd, streaming_sgd
 from deeprec.model.autoencoder import AutoEncoder
-from deeprec.train import mirrored_sgd, streaming_sgd
-from deeprec.train.fast_step import FastStep
+from deeprec.step.fast import FastStep
 
 from .batches import random_batch
 
@@ -209,26 +209,6 @@ def test_tied_models_and_all_reduce_keep_the_plain_path(monkeypatch) -> None:
     assert seen and all(d == torch.float32 for d in seen)  # fp32 gradients reach the hook
 
 
-def test_strategy_probes_do_not_make_the_first_layer_copy_count_as_read(monkeypatch) -> None:
-    """The dense-input probe reads the first layer's bf16 copy; real sparse-input steps with
-    lazy updates (fp32 sparse products) never do, so nothing may keep rewriting that copy."""
-    monkeypatch.delenv("DEEPREC_OUTPUT_STRATEGY", raising=False)
-    monkeypatch.delenv("DEEPREC_INPUT_STRATEGY", raising=False)
-    monkeypatch.setattr(mirrored_sgd, "MIN_NUMEL", 1)
-    torch.manual_seed(0)
-    model = AutoEncoder(60, [16, 8], activation="selu")
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    step = FastStep(model, opt, precision="bf16", input_strategy="sparse", lazy_updates=True)
-    step.planner.inputs = "auto"  # probe both input strategies, then use the sparse one
-    step.planner.choose = lambda batch: (  # after calibrating, pin the sparse input
-        step.planner.calibrate(batch) and ("sparse", "sparse")
-    )
-    step(_batch())
-    first = step.net._mirror_index[id(step.net.first)]
-    assert not step.net._mirror.read[first]
-    assert step.net._mirror.stale[first]  # not rewritten by the update either
-
-
 def test_a_failed_compile_falls_back_to_the_same_eager_update(monkeypatch) -> None:
     def broken():
         raise RuntimeError("no C++ compiler")
@@ -254,7 +234,7 @@ def test_a_failed_streaming_build_leaves_the_compiled_update(monkeypatch) -> Non
         raise RuntimeError("no C++ compiler")
 
     monkeypatch.setattr(CppPythonBindingsCodeCache, "load_pybinding", broken)
-    streaming_sgd.kernel.cache_clear()
+    streaming_sgd._build.cache_clear()
     try:
         assert streaming_sgd.kernel() is None
         w, m, g = torch.ones(40), torch.zeros(40), torch.ones(40)
@@ -262,4 +242,4 @@ def test_a_failed_streaming_build_leaves_the_compiled_update(monkeypatch) -> Non
         mirrored_sgd.sgd_and_copy(w, m, g, low, 0.5, 0.9, 0.0)  # still updates, compiled
         assert torch.equal(w, torch.full((40,), 0.5)) and torch.equal(low, w.bfloat16())
     finally:
-        streaming_sgd.kernel.cache_clear()  # later tests build it for real again
+        streaming_sgd._build.cache_clear()  # later tests build it for real again

@@ -11,7 +11,7 @@ Inductor-generated loop and 7.7 ms here (`benchmarks/optimizer_update.py`,
 docs/results/optimizer_update.json), with the same values (SGD's operations, the copy
 rounded to nearest even; tests compare it with torch.optim.SGD).
 
-The loop is compiled at first use with Inductor's C++ toolchain (train/native.py). It is used on CPUs where torch runs AVX-512
+The loop is compiled at first use with Inductor's C++ toolchain (kernels/native.py). It is used on CPUs where torch runs AVX-512
 kernels; elsewhere, or if compiling fails, `kernel()` is None and mirrored_sgd keeps its
 compiled update.
 """
@@ -22,8 +22,9 @@ import functools
 
 import torch
 
-from deeprec.train import native
-from deeprec.train.native import Kernel
+from deeprec.kernels import native
+from deeprec.kernels.native import Kernel
+from deeprec.kernels.switch import enabled
 
 _SOURCE = r"""
 #include <torch/csrc/inductor/cpp_prefix.h>
@@ -95,9 +96,14 @@ _ARGTYPES = [
 ]
 
 
-@functools.cache
 def kernel() -> Kernel | None:
-    """The compiled loop, or None where it does not apply (no AVX-512) or does not build."""
+    """The compiled loop, or None where it does not apply (no AVX-512), does not build or
+    is switched off (kernels.switch)."""
+    return _build() if enabled("streaming_sgd") else None
+
+
+@functools.cache
+def _build() -> Kernel | None:
     return native.load("streaming bf16 SGD update", _ARGTYPES, _SOURCE)
 
 

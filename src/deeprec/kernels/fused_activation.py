@@ -5,7 +5,7 @@ the (batch x width) activations: forward the bias add (bf16: the product comes w
 it), the activation, the dropout multiply and the bf16 cast of the next layer's input;
 backward the dropout multiply, the activation's backward, the bias gradient (column sums)
 and the bf16 cast for the next two products. Each pass allocates, reads and writes the
-whole tile; here each direction is one loop over it (built by train/native.py):
+whole tile; here each direction is one loop over it (built by kernels/native.py):
 
     forward:  y = act(p + bias);  h = y * noise  (stored in the next product's dtype)
     backward: gz = (g * noise) * act'(z), act' from y as torch's elu_backward computes it
@@ -30,8 +30,9 @@ import functools
 
 import torch
 
-from deeprec.train import native
-from deeprec.train.native import Kernel
+from deeprec.kernels import native
+from deeprec.kernels.native import Kernel
+from deeprec.kernels.switch import enabled
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
@@ -144,9 +145,14 @@ _BACKWARD_ARGS += ["float*", "int64_t", "int64_t", "float", "float"]
 _FLOATS = (torch.float32, torch.bfloat16)
 
 
-@functools.cache
 def kernels() -> tuple[Kernel, Kernel] | None:
-    """(forward, backward) loops, or None where they do not apply or do not build."""
+    """(forward, backward) loops, or None where they do not apply, do not build or are
+    switched off (kernels.switch)."""
+    return _build() if enabled("fused_activation") else None
+
+
+@functools.cache
+def _build() -> tuple[Kernel, Kernel] | None:
     forward_loop = native.load("fused activation forward", _FORWARD_ARGS, _FORWARD)
     backward_loop = native.load("fused activation backward", _BACKWARD_ARGS, _BACKWARD)
     if forward_loop is None or backward_loop is None:

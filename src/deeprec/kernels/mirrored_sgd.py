@@ -22,7 +22,7 @@ see exactly what SGD would keep. The compiled loop may round `mu * m + d` with o
 multiply-add where eager PyTorch rounds twice: values differ from SGD's by float rounding
 only (tested), which bf16 training dwarfs. Models under MIN_NUMEL weights, unsupported
 options, or a failed compile (no C++ compiler) fall back to optimizer.step() and the cast.
-On AVX-512 CPUs the same update runs as train/streaming_sgd.py's loop instead, which writes
+On AVX-512 CPUs the same update runs as kernels/streaming_sgd.py's loop instead, which writes
 the bf16 copies with streaming stores (`optimizer_update.json`: 8.2 -> 7.7 ms for the
 Netflix-size model, 2.6 -> 2.2 ms for the ML-1M one, caches flushed first).
 """
@@ -34,8 +34,8 @@ from typing import NamedTuple
 
 import torch
 
-from deeprec.train import streaming_sgd
-from deeprec.train.compiled import CompiledKernel, scalar_tensor
+from deeprec.kernels import streaming_sgd
+from deeprec.kernels.compiled import CompiledKernel, scalar_tensor
 
 MIN_NUMEL = 1 << 20  # smaller models: not worth compiling a kernel (and tests stay fast)
 
@@ -60,7 +60,9 @@ def _sgd_groups(groups) -> None:
             w.copy_(_momentum_step(w, m, g, lr, mu, wd))
 
 
-UPDATE_KERNEL = CompiledKernel(_sgd_groups, "bf16 fused SGD update", dynamic=None)  # fixed sizes
+UPDATE_KERNEL = CompiledKernel(
+    _sgd_groups, "bf16 fused SGD update", dynamic=None, switch="mirrored_sgd"
+)  # fixed sizes
 
 
 class Group(NamedTuple):
@@ -77,7 +79,7 @@ class Group(NamedTuple):
 def sgd_groups(groups: Sequence[Group]) -> None:
     """In place, momentum SGD on each (w, m) with gradient g, and w_low = w in low precision
     for the `copied` ones: one streaming-store loop per tensor where it applies
-    (train/streaming_sgd.py), else one compiled call for every group."""
+    (kernels/streaming_sgd.py), else one compiled call for every group."""
     if _streamed(groups):
         return
     packed = []

@@ -6,7 +6,7 @@ u < keep. `torch.rand(..., dtype=float64) < keep` draws the same numbers in the 
 and leaves the generator in the same state, so the mask is identical (tests/speed check
 it), and it runs ~1.5x as fast: 0.63 vs 0.96 ms for a 128 x 1,024 mask on the development
 CPU (docs/results/dropout_noise.json). Both are bound by torch's scalar Mersenne Twister.
-Where train/mt19937_noise.py's AVX-512 loop builds, the same draws come from a vectorised
+Where kernels/mt19937_noise.py's AVX-512 loop builds, the same draws come from a vectorised
 copy of that generator, run on its `get_state()` bytes and handed back with `set_state`:
 the same mask and generator state bit for bit (tests/speed compare both, from any
 generator position), ~10x as fast: 0.068 vs 0.653 ms for a 128 x 1,024 fp32 mask,
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from deeprec.train import mt19937_noise
+from deeprec.kernels import mt19937_noise
 
 
 def dropout_noise(like: torch.Tensor, drop: float) -> torch.Tensor:

@@ -15,8 +15,8 @@ the generator ends where `torch.rand` would leave it, mid-block or not.
 The loop writes the mask's values directly: `kept` where u < keep, `dropped` elsewhere,
 as raw bits of a 1-, 2-, 4- or 8-byte element (the caller computes them with torch's own
 division, so they round as `mask.to(dtype).div_(keep)` does). It is compiled at first use
-with Inductor's C++ toolchain (train/native.py) on CPUs where torch runs AVX-512 kernels;
-elsewhere, or if the build fails, `kernel()` is None and train/dropout_noise.py keeps
+with Inductor's C++ toolchain (kernels/native.py) on CPUs where torch runs AVX-512 kernels;
+elsewhere, or if the build fails, `kernel()` is None and kernels/dropout_noise.py keeps
 torch's draw.
 """
 
@@ -27,8 +27,9 @@ import math
 
 import torch
 
-from deeprec.train import native
-from deeprec.train.native import Kernel
+from deeprec.kernels import native
+from deeprec.kernels.native import Kernel
+from deeprec.kernels.switch import enabled
 
 STATE_BYTES = 5056  # sizeof(CPUGeneratorImplState), what get_state() returns
 
@@ -196,9 +197,14 @@ _BITS = {
 }
 
 
-@functools.cache
 def kernel() -> Kernel | None:
-    """The compiled loop, or None where it does not apply (no AVX-512) or does not build."""
+    """The compiled loop, or None where it does not apply (no AVX-512), does not build or
+    is switched off (kernels.switch)."""
+    return _build() if enabled("mt19937_noise") else None
+
+
+@functools.cache
+def _build() -> Kernel | None:
     return native.load("vectorised MT19937 dropout draw", _ARGTYPES, _SOURCE)
 
 
