@@ -6,11 +6,11 @@ of a whole training step. One script for every kernel micro-benchmark.
 
 Sections (`--only`):
 - gemm: fp32 layer products, oneDNN (`onednn_linear`) vs torch's mm/addmm (MKL);
-- activation: a SELU hidden layer's element-wise work, fused loop vs separate ops;
-- dropout: a dropout mask, vectorised MT19937 vs `torch.rand` < keep vs `bernoulli_`;
-- update: the bf16 SGD update that also writes the weights' bf16 copies (streaming loop,
-  one compiled call, eager) and fp32 torch fused SGD;
-- output: the observed-entry output layer (`gather_dot`) vs the dense output product;
+- dropout: a dropout mask, `torch.rand` < keep (what the step draws) vs `bernoulli_`;
+- update: the bf16 SGD update that also writes the weights' bf16 copies (one compiled
+  call, eager) and fp32 torch fused SGD;
+- output: the observed-entry output layer (`gather_dot`: AVX-512 loop, torch.compile,
+  eager gathers) vs the dense output product;
 - step: fast training steps on the ML-1M subset (n,512,512,1024,dp0.8,512,512,n, SELU,
   batch 128) with every kernel, with each kernel switched off (kernels.switch), and with
   all of them off: the share of a step each kernel saves.
@@ -35,21 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_facts
 from _speed_common import emit_report, load_movielens_dat, min_seconds
 from deeprec.data.batching import epoch_order, iter_row_batches
-from deeprec.kernels import (
-    KERNELS,
-    cpu_gemm,
-    disabled,
-    fused_activation,
-    gather_dot,
-    mirrored_sgd,
-    status,
-)
+from deeprec.kernels import KERNELS, cpu_gemm, disabled, gather_dot, mirrored_sgd, status
 from deeprec.kernels.dropout_noise import dropout_noise
 from deeprec.model.autoencoder import AutoEncoder
 from deeprec.step.fast import FastStep
 
 ML1M = "/work/shared/data/ml-1m-users1-2999/ratings.dat.gz"
-SECTIONS = ("gemm", "activation", "dropout", "update", "output", "step")
+SECTIONS = ("gemm", "dropout", "update", "output", "step")
 HIDDEN = [512, 512, 1024]
 BATCH = 128
 
@@ -83,60 +75,19 @@ def _gemm_shape(rows: int, cols: int, reps: int) -> dict:
     return row
 
 
-def activation(reps: int) -> dict:
-    """SELU + dropout noise (+ bf16 bias add and cast), forward and backward, per tile."""
-    return {f"{BATCH}x{cols}": _activation_tile(BATCH, cols, reps) for cols in (512, 1024)}
-
-
-def _activation_tile(rows: int, cols: int, reps: int) -> dict:
-    gen = torch.Generator().manual_seed(0)
-    product = torch.randn(rows, cols, generator=gen)
-    low = product.bfloat16()
-    bias = torch.randn(cols, generator=gen) * 0.1
-    noise = (torch.rand(rows, cols, generator=gen) < 0.2).float().div_(0.2)
-    y = F.selu(product)
-    grad_low = torch.randn(rows, cols, generator=gen).bfloat16()
-    alpha, scale = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
-    row: dict = {"bf16 forward fused": None, "bf16 backward fused": None}
-    if fused_activation.supports("selu", product):  # else: no AVX-512 / compiler
-        row["bf16 forward fused"] = ms(
-            lambda: fused_activation.forward("selu", low, bias, noise, torch.bfloat16), reps
-        )
-        row["bf16 backward fused"] = ms(
-            lambda: fused_activation.backward("selu", grad_low, noise, y, torch.bfloat16), reps
-        )
-    row["bf16 forward separate ops"] = ms(
-        lambda: (F.selu(torch.add(bias, low)) * noise).bfloat16(), reps
-    )
-    row["bf16 backward separate ops"] = ms(
-        lambda: (
-            torch.ops.aten.elu_backward(grad_low * noise, alpha, scale, 1, True, y)
-            .bfloat16()
-            .sum(0)
-        ),
-        reps,
-    )
-    return row
-
-
 def dropout(reps: int) -> dict:
-    """A 128 x 1,024 and 128 x 512 dropout mask (keep 0.2) three ways; same draws checked."""
+    """A 128 x 1,024 and 128 x 512 dropout mask (keep 0.2) two ways; same draws checked."""
     return {f"{BATCH}x{cols}": _dropout_shape((BATCH, cols), reps) for cols in (1024, 512)}
 
 
 def _dropout_shape(shape: tuple[int, int], reps: int) -> dict:
     like = torch.empty(shape)
     torch.manual_seed(0)
-    fast = dropout_noise(like, 0.8)
-    with disabled("mt19937_noise"):
-        torch.manual_seed(0)
-        plain = dropout_noise(like, 0.8)
+    plain = dropout_noise(like, 0.8)
     torch.manual_seed(0)
     reference = F.dropout(torch.ones(shape), 0.8)
-    row = {"same_mask": bool(torch.equal(fast, plain) and torch.equal(plain, reference))}
-    row["vectorised MT19937"] = ms(lambda: dropout_noise(like, 0.8), reps)
-    with disabled("mt19937_noise"):
-        row["torch.rand < keep"] = ms(lambda: dropout_noise(like, 0.8), reps)
+    row = {"same_mask": bool(torch.equal(plain, reference))}
+    row["torch.rand < keep"] = ms(lambda: dropout_noise(like, 0.8), reps)
     row["F.dropout (bernoulli_)"] = ms(lambda: F.dropout(torch.ones(shape), 0.8), reps)
     return row
 
@@ -176,11 +127,9 @@ def update(items: int, reps: int) -> dict:
         sgd.step()
 
     out = {"weights": sum(w.numel() for w in weights)}
-    out["bf16 streaming loop"] = ms(bf16, reps) if status()["streaming_sgd"] else None
-    with disabled("streaming_sgd"):
-        out["bf16 one compiled call"] = ms(bf16, reps)
-        with disabled("mirrored_sgd"):
-            out["bf16 eager"] = ms(bf16, reps)
+    out["bf16 one compiled call"] = ms(bf16, reps)
+    with disabled("mirrored_sgd"):
+        out["bf16 eager"] = ms(bf16, reps)
     out["fp32 torch fused SGD"] = ms(fp32, reps)
     return out
 
@@ -189,6 +138,7 @@ def output(batches: list, items: int, reps: int) -> dict:
     """z = bias[c] + W[c] . h[r] at every rating of a batch vs the dense output product."""
     gen = torch.Generator().manual_seed(0)
     w = torch.randn(items, 512, generator=gen) * 0.02
+    gather_dot.MIN_WEIGHTS = min(gather_dot.MIN_WEIGHTS, w.numel())  # compile at this size too
     bias = torch.randn(items, generator=gen)
     h = torch.randn(BATCH, 512, generator=gen)
     batch = batches[0]
@@ -202,6 +152,15 @@ def output(batches: list, items: int, reps: int) -> dict:
             if gather_dot.native_kernel() is not None
             else None
         )
+        native = gather_dot.native_kernel
+        gather_dot.native_kernel = lambda: None  # the public-API path: torch.compile
+        try:
+            out[f"torch.compile, {label}"] = ms(
+                lambda weight=weight: gather_dot.observed_outputs(weight, h, cols, rows, bias),
+                reps,
+            )
+        finally:
+            gather_dot.native_kernel = native
         with disabled("gather_dot"):
             out[f"eager gathers, {label}"] = ms(
                 lambda weight=weight: gather_dot.observed_outputs(weight, h, cols, rows, bias),
@@ -286,7 +245,6 @@ def main() -> None:
                       "split": "seeded random 10% of ratings held out (seed 0)"}  # fmt: skip
     sections = {
         "gemm": lambda: gemm(items, args.reps),
-        "activation": lambda: activation(args.reps * 4),
         "dropout": lambda: dropout(args.reps * 2),
         "update": lambda: update(items, args.reps),
         "output": lambda: output(batches, items, args.reps),

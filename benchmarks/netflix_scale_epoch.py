@@ -1,7 +1,11 @@
 """One training epoch at Netflix scale (synthetic data), paper's Full architecture.
 
-    flock /tmp/deeprec-heavy.lock env PYTHONPATH=src /work/venv/bin/python \
+    flock /tmp/deeprec-heavy.lock env PYTHONPATH=src \
+        MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1073741824 /work/venv/bin/python \
         benchmarks/netflix_scale_epoch.py --batches 60 --out docs/results/netflix_scale_epoch.json
+
+(The MALLOC_* settings keep glibc from unmapping and page-faulting the 36 MB tensors every
+step, which the library used to do itself: README, Speed. The report records them.)
 
 480,189 users x 17,768 items, ~100M ratings generated in-process (vectorised NumPy: log-normal
 ratings per user, Zipf-like item popularity, no duplicate (user, item) pairs). Model

@@ -9,7 +9,7 @@ the ML-1M subset or on a prefix of the synthetic Netflix-scale data.
         benchmarks/step_profile.py --data netflix --users 40000 --precision bf16 --refeed 1 \
         --out docs/results/step_profile_netflix_bf16_refeed1.json
 
-After `--warmup` steps (strategy calibration, compiling), `--steps` steps run once without
+After `--warmup` steps (kernel builds, compiling), `--steps` steps run once without
 the profiler (median wall time per step) and once under it. Reported per step: the wall
 time, and the self time of each of the `--top` most expensive ops (compiled kernels appear
 as `## Call CompiledFxGraph ...`; the profiler inflates Python-side costs).

@@ -94,7 +94,6 @@ def summarize(trainer: Trainer, records: list, data: OrientedData, profile_batch
     planner = getattr(trainer.step, "planner", None)
     if planner is not None:
         out["output_strategy_counts"] = planner.counts
-        out["calibration_sec_per_unit"] = planner.rates
     return out
 
 

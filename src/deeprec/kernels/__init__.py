@@ -6,8 +6,9 @@ does it faster on some machines. Interface: the step calls each module's functio
 runs the kernel where it applies, passed its self-check and is enabled, else the
 fallback. `switch.disabled()` forces the fallbacks; `switch.status()` lists what runs.
 Private torch interfaces used (each guarded, each with a tested fallback): Inductor's C++
-build cache (`native.py`), `torch.ops.mkldnn._linear_pointwise` (`cpu_gemm.py`) and the
-layout of the CPU generator's MT19937 state (`mt19937_noise.py`).
+build cache (`native.py`, for the observed-entry output loop) and
+`torch.ops.mkldnn._linear_pointwise` (`cpu_gemm.py`). Kernels that saved well under 10%
+of a step were removed (docs/results/kernels.md).
 """
 
 from deeprec.kernels.switch import KERNELS, disabled, enabled, status

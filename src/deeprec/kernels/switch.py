@@ -16,10 +16,7 @@ from contextlib import contextmanager
 # name -> what runs when it is active (all CPU unless said; each falls back to torch ops)
 KERNELS = {
     "onednn_linear": "fp32 products through torch.ops.mkldnn._linear_pointwise (private op)",
-    "fused_activation": "AVX-512 loop: bias, SELU/ELU, dropout, cast in one pass each way",
     "gather_dot": "AVX-512 loop (else torch.compile) for the observed-entry output layer",
-    "mt19937_noise": "AVX-512 MT19937 dropout draws on torch's generator state bytes",
-    "streaming_sgd": "AVX-512 bf16 SGD update with streaming stores",
     "mirrored_sgd": "torch.compile'd SGD update that also writes the bf16 weight copies",
     "refeed_loss": "torch.compile'd re-feed loss gradient, bias gradient and cast",
 }
@@ -55,22 +52,11 @@ def status() -> dict[str, bool]:
     """{kernel: whether it is enabled and available here}; builds the native ones (first
     call: seconds, then cached). torch.compile'd kernels count as available until a
     compile fails."""
-    from deeprec.kernels import (
-        cpu_gemm,
-        fused_activation,
-        gather_dot,
-        mirrored_sgd,
-        mt19937_noise,
-        refeed_loss,
-        streaming_sgd,
-    )
+    from deeprec.kernels import cpu_gemm, gather_dot, mirrored_sgd, refeed_loss
 
     found = {
         "onednn_linear": cpu_gemm.onednn_available(),
-        "fused_activation": fused_activation.kernels() is not None,
         "gather_dot": gather_dot.native_kernel() is not None or not gather_dot.KERNEL.failed,
-        "mt19937_noise": mt19937_noise.kernel() is not None,
-        "streaming_sgd": streaming_sgd.kernel() is not None,
         "mirrored_sgd": not mirrored_sgd.UPDATE_KERNEL.failed,
         "refeed_loss": not refeed_loss.KERNEL.failed,
     }

@@ -15,9 +15,6 @@ What differs from the reference (NVIDIA's) procedure, and why it is the same mat
 - Forward and backward are written out by hand (no autograd graph): activation gradients use
   the fused ATen backward kernels, dropout noise is drawn exactly like `F.dropout` (same
   generator calls, same shapes), the loss and its gradient are one pass over the nnz values.
-  SELU/ELU hidden layers in fp32/bf16 on AVX-512 CPUs run their element-wise work (bias,
-  activation, dropout, bf16 cast; backward: dropout, activation backward, bias gradient,
-  cast) as one hand-written loop each way (kernels/fused_activation.py).
 - precision="bf16": GEMMs read persistent bf16 copies of the weights, re-cast at most once
   after every optimizer step and only if read (`WeightMirror`); fp32 master weights, fp32
   bias/activations/loss. The sparse products (`embedding_bag`) and `gather` read the bf16
@@ -36,7 +33,7 @@ from torch.profiler import record_function
 
 from deeprec.data.batching import RowBatch
 from deeprec.errors import ConfigError
-from deeprec.kernels import cpu_gemm, fused_activation, gather_dot, mirrored_sgd, refeed_loss
+from deeprec.kernels import cpu_gemm, gather_dot, mirrored_sgd, refeed_loss
 from deeprec.kernels.dropout_noise import dropout_noise
 from deeprec.kernels.precision import WeightMirror, low_precision_dtype
 from deeprec.model.autoencoder import AutoEncoder
@@ -125,10 +122,9 @@ class _Saved:
     """What the backward pass needs from the forward pass of one layer."""
 
     inp: torch.Tensor | None  # layer input (after the previous dropout); None for sparse input
-    z: torch.Tensor  # (fused: y; the fused backward reads y only)
+    z: torch.Tensor
     y: torch.Tensor  # act(z), before dropout
     noise: torch.Tensor | None
-    fused: bool = False  # computed by kernels/fused_activation.py: so is its backward
 
 
 class FastNet:
@@ -313,13 +309,7 @@ class FastNet:
         out_dtype: torch.dtype,
     ) -> tuple[_Saved, torch.Tensor]:
         """(saved state, output after dropout in out_dtype) of a hidden layer from its
-        product (bias added here when given): one fused pass where fused_activation
-        supports the layer, else the separate ops."""
-        if fused_activation.supports(layer.act, product):
-            y = torch.empty(product.shape, dtype=torch.float32)
-            noise = dropout_noise(y, layer.dropout) if train and layer.dropout > 0 else None
-            y, h = fused_activation.forward(layer.act, product, bias, noise, out_dtype, y)
-            return _Saved(inp=None, z=y, y=y, noise=noise, fused=True), h
+        product (bias added here when given)."""
         if bias is None:
             z = product
         elif product.dtype == bias.dtype:
@@ -393,25 +383,13 @@ class FastNet:
             layer, state = self.layers[index], saved[index]
             sparse_input = index == 0 and state.inp is None
             bias_grad = None
-            if state.fused and fused_activation.supports(layer.act, gh):
-                # gz comes out in the dtype its products read: bf16 for bf16 products and
-                # bf16 bags, fp32 otherwise (fp32 mode)
-                if sparse_input:
-                    low = self._low_precision_grad(layer.param)
-                else:
-                    low = self.lowp is not None
-                out_dtype = self.lowp if low and self.lowp is not None else torch.float32
-                gz, bias_grad = fused_activation.backward(
-                    layer.act, gh, state.noise, state.y, out_dtype
-                )
-            else:
-                if state.noise is not None:
-                    gh = gh * state.noise
-                # a bf16 gh (bf16 products) is read as fp32 by the mixed-dtype kernels: the
-                # values a .float() copy would give, one pass fewer
-                gz = activation_backward(layer.act, gh, state.z, state.y)
-                if gz.dtype != state.z.dtype:  # identity passes gh through
-                    gz = gz.to(state.z.dtype)
+            if state.noise is not None:
+                gh = gh * state.noise
+            # a bf16 gh (bf16 products) is read as fp32 by the mixed-dtype kernels: the
+            # values a .float() copy would give, one pass fewer
+            gz = activation_backward(layer.act, gh, state.z, state.y)
+            if gz.dtype != state.z.dtype:  # identity passes gh through
+                gz = gz.to(state.z.dtype)
             if index > 0:
                 gh = self._linear_backward(gz, state.inp, layer, True, bias_grad)
             elif not sparse_input:

@@ -183,7 +183,7 @@ class DenseStepCore:
         buffer object changed (e.g. after optimizer.load_state_dict): graphs must be redone.
 
         Where FastStep keeps the first weight's state in its (n, h1) storage layout
-        (fast_step.keep_optimizer_state_in_param_layout), the buffer stays in that layout and
+        (step.fast.keep_optimizer_state_in_param_layout), the buffer stays in that layout and
         the step updates it through a transposed view, so checkpoints read the same."""
         first_layout = getattr(self.optimizer, "_deeprec_first_layout", None)
         objects, views = [], []
