@@ -7,11 +7,12 @@ What differs from the reference (NVIDIA's) procedure, and why it is the same mat
   values, same state_dict, only the memory order differs.
 - The loss needs the outputs at observed entries only, so the output layer is computed by one
   of four strategies, set in the config or picked per batch by a fixed cost model of the
-  batch's shape (`Planner`, never timings): `dense` (reference GEMMs), `sparse` (dense forward GEMM, backward as two
-  `embedding_bag`s over the observed entries), `union` (GEMMs on the batch's distinct
-  columns only) or `gather` (one compiled dot product per observed rating, then the same
-  backward as `sparse`; kernels/gather_dot.py). With re-feeding the dense
-  f(x) is the next input, so only strategies with a dense forward are eligible.
+  batch's shape (step/planner.py, never timings): `dense` (reference GEMMs), `sparse`
+  (dense forward GEMM, backward as two `embedding_bag`s over the observed entries), `union`
+  (GEMMs on the batch's distinct columns only) or `gather` (one compiled dot product per
+  observed rating, then the same backward as `sparse`; kernels/gather_dot.py). With
+  re-feeding the dense f(x) is the next input, so only strategies with a dense forward are
+  eligible.
 - Forward and backward are written out by hand (no autograd graph): activation gradients use
   the fused ATen backward kernels, dropout noise is drawn exactly like `F.dropout` (same
   generator calls, same shapes), the loss and its gradient are one pass over the nnz values.
