@@ -16,7 +16,7 @@ from deeprec.atomic import atomic_file
 from deeprec.data.sparse import CSRMatrix
 
 MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::matmul"}
-LINEAR_OPS = {"mkldnn::_linear_pointwise"}  # oneDNN x @ W^T (train/cpu_gemm.py)
+LINEAR_OPS = {"mkldnn::_linear_pointwise"}  # oneDNN x @ W^T (kernels/cpu_gemm.py)
 SPARSE_OPS = {
     "aten::embedding_bag",
     "aten::_embedding_bag",

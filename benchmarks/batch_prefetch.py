@@ -35,7 +35,6 @@ from _common import machine_facts
 from _speed_common import emit_report, load_movielens_dat
 from deeprec.data.batching import epoch_order, iter_row_batches, prefetch
 from deeprec.train.config import TrainConfig
-from deeprec.train.heap import reuse_freed_memory
 from deeprec.train.trainer import OrientedData
 from netflix_scale_epoch import full_architecture_config, synthetic_netflix
 from train_speed import DEFAULT_DATA, make_trainer
@@ -116,12 +115,11 @@ def main() -> None:
             order = order[: args.batches * config.batch_size]
         runners = epoch_runners(trainer, train, order)
         seconds: dict[str, list[float]] = {way: [] for way in WAYS}
-        with reuse_freed_memory(config.reuse_freed_memory):  # as Trainer epochs run
-            for run in runners.values():  # warm-up: calibration, builds, allocator
-                run()
-            for rep in range(args.reps):
-                for way in WAYS if rep % 2 == 0 else reversed(WAYS):
-                    seconds[way].append(runners[way]())
+        for run in runners.values():  # warm-up: builds, allocator
+            run()
+        for rep in range(args.reps):
+            for way in WAYS if rep % 2 == 0 else reversed(WAYS):
+                seconds[way].append(runners[way]())
         median = {way: statistics.median(seconds[way]) for way in WAYS}
         report["results"][name] = {
             "epoch_seconds_median": {way: round(median[way], 4) for way in WAYS},

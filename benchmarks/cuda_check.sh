@@ -54,7 +54,7 @@ for name in ("numpy", "pandas", "pyarrow", "polars", "yaml", "typer", "tqdm", "s
         missing.append(name)
         print(f"import {name}: MISSING ({type(exc).__name__}: {exc})")
 try:
-    import deeprec.train.graph_step  # noqa: F401
+    import deeprec.step.graph  # noqa: F401
 
     print("import deeprec (from src/): ok")
 except Exception as exc:  # noqa: BLE001

@@ -1,7 +1,11 @@
 """One training epoch at Netflix scale (synthetic data), paper's Full architecture.
 
-    flock /tmp/deeprec-heavy.lock env PYTHONPATH=src python \
+    flock /tmp/deeprec-heavy.lock env PYTHONPATH=src \
+        MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1073741824 python \
         benchmarks/netflix_scale_epoch.py --batches 60 --out docs/results/netflix_scale_epoch.json
+
+(The MALLOC_* settings keep glibc from unmapping and page-faulting the 36 MB tensors every
+step, which the library used to do itself: README, Speed. The report records them.)
 
 480,189 users x 17,768 items, ~100M ratings generated in-process (vectorised NumPy: log-normal
 ratings per user, Zipf-like item popularity, no duplicate (user, item) pairs). Model
@@ -19,7 +23,7 @@ users in order), which skips most of the several minutes of single-threaded gene
 epoch is extrapolated from the per-batch time to the full 480,189 users.
 
 Settings graph-{fp32,bf16}-refeed{0,1} (--device cuda) time the GPU-bound step the trainer
-uses on CUDA (train/graph_step.py): the CSR data on the GPU, batches gathered and padded
+uses on CUDA (step/graph.py): the CSR data on the GPU, batches gathered and padded
 there, one CUDA graph per size bucket. Each bucket is captured first (untimed, reported), then
 --graph-epochs whole epochs over the --users subset are timed (>= 1,000 batches with
 --users 160000 or more) and extrapolated to the full epoch; GPU busy comes from the
@@ -50,9 +54,8 @@ from _speed_common import emit_report, profile_steps
 from deeprec.atomic import atomic_file
 from deeprec.data.batching import epoch_order, iter_row_batches, prefetch, prefetch_depth
 from deeprec.data.sparse import CSRMatrix
+from deeprec.step.graph import GraphStep
 from deeprec.train.config import TrainConfig
-from deeprec.train.graph_step import GraphStep
-from deeprec.train.heap import reuse_freed_memory
 from deeprec.train.optim import build_optimizer
 from deeprec.train.step import make_step
 from deeprec.train.trainer import build_model
@@ -294,7 +297,7 @@ def main() -> None:
     parser.add_argument(
         "--settings",
         default="fast-fp32-refeed0,fast-bf16-refeed0,fast-fp32-refeed1,fast-bf16-refeed1",
-        help="comma-separated settings; also fast-{fp32,bf16}-refeed0-lazy and "
+        help="comma-separated settings; also "
         "reference-{fp32,bf16}-refeed{0,1} (NVIDIA's dense procedure)",
     )
     parser.add_argument(
@@ -350,14 +353,13 @@ def main() -> None:
         time_graph_setting(name, matrix, order, device, args, full_epoch_batches, publish)
     settings = {}
     config = full_architecture_config("fp32", 0)
-    variants = [("fast", p, r, False) for r in (0, 1) for p in ("fp32", "bf16")]
-    variants += [("fast", p, 0, True) for p in ("fp32", "bf16")]  # lazy updates (other math)
-    variants += [("reference", p, r, False) for r in (0, 1) for p in ("fp32", "bf16")]
-    for compute, precision, refeed, lazy in variants:
-        name = f"{compute}-{precision}-refeed{refeed}" + ("-lazy" if lazy else "")
+    variants = [("fast", p, r) for r in (0, 1) for p in ("fp32", "bf16")]
+    variants += [("reference", p, r) for r in (0, 1) for p in ("fp32", "bf16")]
+    for compute, precision, refeed in variants:
+        name = f"{compute}-{precision}-refeed{refeed}"
         if name in wanted:
             config = dataclasses.replace(
-                full_architecture_config(precision, refeed), lazy_updates=lazy, compute=compute
+                full_architecture_config(precision, refeed), compute=compute
             )
             torch.manual_seed(0)
             model = build_model(config, matrix.shape[1]).to(device)
@@ -368,9 +370,8 @@ def main() -> None:
                 "ratings": 0,
                 "sse": 0.0,
             }
-    # as Trainer._run_epoch does: freed large blocks stay in the heap (train/heap.py)
-    heap = reuse_freed_memory(config.reuse_freed_memory)
-    report["reuse_freed_memory"] = heap.__enter__()
+    # glibc keeps freed large blocks only when started with the README's MALLOC_* settings
+    report["malloc_env"] = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
     warm = list(
         iter_row_batches(matrix, order[: args.warmup * batch_size], batch_size, prepare=True)
     )
@@ -404,7 +405,6 @@ def main() -> None:
         print(f"batches {begin}..{stop} done", file=sys.stderr, flush=True)
         begin = stop
         turn += 1
-    heap.__exit__(None, None, None)
     profile_from = end if end + 4 <= n_batches else 0  # after a full epoch: its first ones
     profile_batch = list(
         iter_row_batches(

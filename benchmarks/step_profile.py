@@ -9,7 +9,7 @@ the ML-1M subset or on a prefix of the synthetic Netflix-scale data.
         benchmarks/step_profile.py --data netflix --users 40000 --precision bf16 --refeed 1 \
         --out docs/results/step_profile_netflix_bf16_refeed1.json
 
-After `--warmup` steps (strategy calibration, compiling), `--steps` steps run once without
+After `--warmup` steps (kernel builds, compiling), `--steps` steps run once without
 the profiler (median wall time per step) and once under it. Reported per step: the wall
 time, and the self time of each of the `--top` most expensive ops (compiled kernels appear
 as `## Call CompiledFxGraph ...`; the profiler inflates Python-side costs).
@@ -30,8 +30,7 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _speed_common import emit_report, load_movielens_dat
 from deeprec.data.batching import epoch_order, iter_row_batches
-from deeprec.train.fast_step import FastStep
-from deeprec.train.heap import reuse_freed_memory
+from deeprec.step.fast import FastStep
 from deeprec.train.optim import build_optimizer
 from deeprec.train.trainer import build_model
 from netflix_scale_epoch import full_architecture_config, synthetic_netflix
@@ -62,7 +61,7 @@ def main() -> None:
     order = epoch_order(rows, 1, 1)[: 128 * (args.warmup + args.steps)]
     batches = list(iter_row_batches(matrix, order, 128, prepare=True))
     config = full_architecture_config(args.precision, args.refeed)
-    with reuse_freed_memory(), torch.no_grad():
+    with torch.no_grad():
         torch.manual_seed(0)
         model = build_model(config, matrix.shape[1])
         step = FastStep(

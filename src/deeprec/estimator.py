@@ -83,7 +83,6 @@ class DeepRec(Recommender):
         rated_indicator: bool = _D.rated_indicator,
         weight_kernel_dim: int = _D.weight_kernel_dim,
         kernel_sparsity: float = _D.kernel_sparsity,
-        lazy_updates: bool = _D.lazy_updates,
         optimizer: str | None = None,
         lr: float | None = None,
         momentum: float = _D.momentum,
@@ -102,7 +101,8 @@ class DeepRec(Recommender):
         device: str = _D.device,
         eval_batch_size: int = _D.eval_batch_size,
         threads: int = _D.threads,
-        reuse_freed_memory: bool = _D.reuse_freed_memory,
+        output_strategy: str = _D.output_strategy,
+        input_strategy: str = _D.input_strategy,
         cuda_graphs: bool = _D.cuda_graphs,
         checkpoint_every_epochs: int = _D.checkpoint_every_epochs,
         checkpoint_every_batches: int = _D.checkpoint_every_batches,
@@ -129,7 +129,6 @@ class DeepRec(Recommender):
         self.rated_indicator = rated_indicator
         self.weight_kernel_dim = weight_kernel_dim
         self.kernel_sparsity = kernel_sparsity
-        self.lazy_updates = lazy_updates
         self.optimizer = optimizer
         self.lr = lr
         self.momentum = momentum
@@ -148,7 +147,8 @@ class DeepRec(Recommender):
         self.device = device
         self.eval_batch_size = eval_batch_size
         self.threads = threads
-        self.reuse_freed_memory = reuse_freed_memory
+        self.output_strategy = output_strategy
+        self.input_strategy = input_strategy
         self.cuda_graphs = cuda_graphs
         self.checkpoint_every_epochs = checkpoint_every_epochs
         self.checkpoint_every_batches = checkpoint_every_batches

@@ -26,10 +26,10 @@ from safetensors.torch import save_file
 from deeprec.data.batching import epoch_order
 from deeprec.data.dataset import PreparedDataset
 from deeprec.runs.training import train_run
+from deeprec.step.reference import reference_step
 from deeprec.train.config import TrainConfig
 from deeprec.train.distributed import DataParallel, DistContext, distributed_session
 from deeprec.train.optim import build_optimizer
-from deeprec.train.step import reference_step
 from deeprec.train.trainer import build_model
 
 

@@ -2,9 +2,9 @@
 bit for bit, and a resume with another number of processes continues (not bit for bit).
 
 Dropout 0.5, so every rank's own dropout stream must come back; the output and input
-strategies are pinned, because the uninterrupted run the resume is compared with times its
-own (README, limits); time-based checkpoints every few milliseconds, so the ranks must
-agree on rank 0's clock.
+strategies are the defaults (a cost model of each batch's shape, the same in every
+process); time-based checkpoints every few milliseconds, so the ranks must agree on rank
+0's clock.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from fault_injection import torchrun_script
 
 from .test_ddp_torchrun import _sets, launch, make_dataset, torchrun_cli
 
-PINNED = {"DEEPREC_OUTPUT_STRATEGY": "sparse", "DEEPREC_INPUT_STRATEGY": "sparse"}
 CONFIG = {
     "hidden": [16, 8],
     "dropout": 0.5,
@@ -47,9 +46,9 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("ddp_resume")
     data = root / "data"
     make_dataset(data)
-    full = torchrun_cli(data, root / "full", CONFIG, PINNED)
+    full = torchrun_cli(data, root / "full", CONFIG)
     assert full.returncode == 0, full.stdout + full.stderr
-    crashed = torchrun_cli(data, root / "crashed", CONFIG, PINNED, fail_at=CRASH)
+    crashed = torchrun_cli(data, root / "crashed", CONFIG, fail_at=CRASH)
     assert crashed.returncode != 0
     assert "injected failure at step 13" in crashed.stdout + crashed.stderr
     return {"data": data, "full": root / "full", "crashed": root / "crashed"}
@@ -91,7 +90,7 @@ def test_resume_under_torchrun_after_a_rank_crash_continues_bit_for_bit(runs, tm
     run = copy_run(runs["crashed"], tmp_path / "run")
     position = latest_checkpoint(run / "checkpoints").state["position"]
     assert (position["epoch"], position["batch"] > 0) == (2, True)  # resumes mid-epoch 2
-    proc = launch(["-m", "deeprec", "train", "--resume", str(run), "--quiet"], PINNED)
+    proc = launch(["-m", "deeprec", "train", "--resume", str(run), "--quiet"])
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
     assert output.count("resuming") == 1  # rank 0 speaks for the job
@@ -121,8 +120,7 @@ def test_a_single_process_run_resumes_under_torchrun_with_two_ranks(runs, tmp_pa
     config = TrainConfig.from_dict({**CONFIG, "epochs": 1})
     train_run(runs["data"], config, tmp_path / "run", progress=False, echo=lambda _m: None)
     proc = launch(
-        ["-m", "deeprec", "train", "--resume", str(tmp_path / "run"), "--set", "epochs=2"],
-        PINNED,
+        ["-m", "deeprec", "train", "--resume", str(tmp_path / "run"), "--set", "epochs=2"]
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
@@ -140,7 +138,7 @@ def test_torchrun_max_restarts_with_auto_resume_recovers_bit_for_bit(runs, tmp_p
     run = tmp_path / "run"
     train = ["-m", "deeprec", "train", "--data", str(runs["data"]), "--out", str(run)]
     args = ["--max-restarts=1", *train, "--quiet", "--device", "cpu", "--auto-resume"]
-    proc = launch(torchrun_script([*args, *_sets(CONFIG)], fail_at=CRASH), PINNED)
+    proc = launch(torchrun_script([*args, *_sets(CONFIG)], fail_at=CRASH))
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
     assert "injected failure at step 13" in output

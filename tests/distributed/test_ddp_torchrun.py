@@ -25,9 +25,9 @@ from deeprec.data.dataset import PreparedDataset
 from deeprec.estimator import DeepRec
 from deeprec.model.autoencoder import AutoEncoder
 from deeprec.runs.training import train_run
+from deeprec.step.loss import masked_mse
 from deeprec.train.config import TrainConfig
 from deeprec.train.distributed import shard_bounds
-from deeprec.train.loss import masked_mse
 from fault_injection import torchrun_script
 
 WORKER = Path(__file__).with_name("ddp_worker.py")

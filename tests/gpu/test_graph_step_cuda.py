@@ -1,4 +1,4 @@
-"""The GPU-bound step (train/graph_step.py) on CUDA: CUDA graphs against the reference step.
+"""The GPU-bound step (step/graph.py) on CUDA: CUDA graphs against the reference step.
 
 Skipped without a CUDA GPU (CI has none; tests/speed/test_graph_step.py checks the same
 pieces eagerly on the CPU). Run with `python -m pytest tests/gpu -q` on a GPU machine.
@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from deeprec.data.batching import epoch_order, iter_row_batches
+from deeprec.step.device_batches import bucket_sizes, max_batch_nnz
+from deeprec.step.graph import DenseStepCore, GraphStep
+from deeprec.step.reference import reference_step
 from deeprec.train.config import TrainConfig
-from deeprec.train.device_batches import bucket_sizes, max_batch_nnz
-from deeprec.train.graph_step import DenseStepCore, GraphStep
-from deeprec.train.step import reference_step
 from deeprec.train.trainer import Trainer, build_model
 from speed.test_bf16_training import BF16_RMSE_TOLERANCE, low_rank_data
 from speed.test_fast_equivalence import make_models

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from deeprec.train.loss import masked_mse, masked_sse
+from deeprec.step.loss import masked_mse, masked_sse
 
 
 def test_masked_loss_matches_hand_computation_with_zero_ratings() -> None:

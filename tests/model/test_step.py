@@ -11,8 +11,8 @@ import torch
 from deeprec.data.batching import row_batch
 from deeprec.data.sparse import CSRMatrix
 from deeprec.model.autoencoder import AutoEncoder
-from deeprec.train.loss import masked_mse
-from deeprec.train.step import reference_step
+from deeprec.step.loss import masked_mse
+from deeprec.step.reference import reference_step
 
 
 def _batch():

@@ -161,19 +161,3 @@ def _no_curve_plots():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(RunDir, "plot_curves", lambda self: None)
         yield
-
-
-@pytest.fixture(scope="package", autouse=True)
-def _pinned_strategies():
-    """These tests compare a killed-and-resumed run with a separate uninterrupted run, which
-    needs both to pick the same strategies per batch (README, limits). A resume reuses the
-    interrupted process's measured rates (they are in the checkpoint), but the
-    uninterrupted run times its own, and on this tiny model (40 items) the timings are
-    microseconds apart: a busy machine can flip a choice, changing float rounding. So the
-    runs here, in-process and CLI subprocesses alike (cli_env copies the environment), pin
-    the strategies (test_resume_strategies.py unpins them). Package scope: the pins end with
-    this folder's tests (a session-scoped fixture kept them on for every later test)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DEEPREC_OUTPUT_STRATEGY", "sparse")
-        patch.setenv("DEEPREC_INPUT_STRATEGY", "sparse")
-        yield

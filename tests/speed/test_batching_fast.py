@@ -11,7 +11,7 @@ import torch
 from deeprec.data.batching import iter_row_batches, prefetch, row_batch
 from deeprec.data.sparse import CSRMatrix
 from deeprec.model.autoencoder import AutoEncoder
-from deeprec.model.sparse_ops import sparse_cols_matmul, sparse_rows_matmul
+from deeprec.step.sparse_ops import sparse_cols_matmul, sparse_rows_matmul
 from deeprec.train.evaluation import evaluate_sse, predict_rows
 
 

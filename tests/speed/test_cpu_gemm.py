@@ -3,13 +3,16 @@ and a fast fp32 step on them keeps the reference math."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 import pytest
 import torch
 
 from deeprec.data.batching import row_batch
-from deeprec.train import cpu_gemm
+from deeprec.kernels import cpu_gemm, disabled
 
+from .fp32_bound import assert_product_close
 from .test_fast_equivalence import assert_close_in_fp32, make_models, random_matrix, run_both
 
 needs_onednn = pytest.mark.skipif(
@@ -30,11 +33,11 @@ def _tensors(dtype: torch.dtype = torch.float32):
 def test_linear_and_matmul_match_torch_in_fp32() -> None:
     x, w_rows, w_cols, bias = _tensors()
     for w in (w_rows, w_cols):
-        torch.testing.assert_close(cpu_gemm.linear(x, w, bias), torch.addmm(bias, x, w.t()))
-        torch.testing.assert_close(cpu_gemm.linear(x, w), x @ w.t())
+        assert_product_close(cpu_gemm.linear(x, w, bias), x, w.t(), bias)
+        assert_product_close(cpu_gemm.linear(x, w), x, w.t())
     g = torch.randn(64, 2500, generator=torch.Generator().manual_seed(1))
-    for w in (w_rows, w_cols):  # input gradients g @ W
-        torch.testing.assert_close(cpu_gemm.matmul(g, w), g @ w, rtol=1e-5, atol=1e-4)
+    for w in (w_rows, w_cols):  # input gradients g @ W (K = 2,500)
+        assert_product_close(cpu_gemm.matmul(g, w), g, w)
     empty = cpu_gemm.linear(x[:0], w_rows, bias)
     assert empty.shape == (0, 2500)
 
@@ -47,11 +50,14 @@ def test_other_dtypes_use_torch_products_exactly() -> None:
     assert torch.equal(cpu_gemm.linear(xb, wb), torch.mm(xb, wb.t()))
 
 
-def test_without_onednn_products_fall_back_to_torch(monkeypatch) -> None:
-    monkeypatch.setattr(cpu_gemm, "onednn_available", lambda: False)
+@pytest.mark.parametrize("how", ["unavailable", "switched off"])
+def test_without_onednn_products_fall_back_to_torch(monkeypatch, how: str) -> None:
     x, w_rows, _, bias = _tensors()
-    assert torch.equal(cpu_gemm.linear(x, w_rows, bias), torch.addmm(bias, x, w_rows.t()))
-    assert torch.equal(cpu_gemm.linear(x, w_rows), torch.mm(x, w_rows.t()))
+    if how == "unavailable":
+        monkeypatch.setattr(cpu_gemm, "onednn_available", lambda: False)
+    with disabled("onednn_linear") if how == "switched off" else nullcontext():
+        assert torch.equal(cpu_gemm.linear(x, w_rows, bias), torch.addmm(bias, x, w_rows.t()))
+        assert torch.equal(cpu_gemm.linear(x, w_rows), torch.mm(x, w_rows.t()))
 
 
 @needs_onednn

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from deeprec.data.batching import row_batch
-from deeprec.train import gather_dot
+from deeprec.kernels import gather_dot
 
 from .batches import random_batch
+from .fp32_bound import assert_within_bound, product_bound
 from .test_fast_equivalence import (
     assert_close_in_fp32,
     assert_same,
@@ -40,16 +41,21 @@ def test_observed_outputs_equal_the_dense_product_at_the_ratings(dtype) -> None:
     dense = torch.addmm(bias, h, w.t())[batch.local, batch.cols]
     got = gather_dot.observed_outputs(w, h, batch.cols, batch.local, bias)
     assert got.dtype == dtype
-    tol = 1e-12 if dtype == torch.float64 else 1e-5
-    torch.testing.assert_close(got, dense, rtol=tol, atol=tol)
+    if dtype == torch.float64:
+        torch.testing.assert_close(got, dense, rtol=1e-12, atol=1e-12)
+    else:
+        bound = product_bound(h, w.t(), bias)[batch.local, batch.cols]
+        exact = torch.addmm(bias.double(), h.double(), w.double().t())[batch.local, batch.cols]
+        assert_within_bound(got, exact, bound)
 
 
 def test_a_bf16_weight_copy_is_accumulated_in_fp32() -> None:
     batch, w, h, bias = _inputs(torch.float32, torch.bfloat16)
-    exact = torch.addmm(bias, h, w.float().t())[batch.local, batch.cols]
+    wf = w.float()  # bf16 values, widened exactly
+    exact = torch.addmm(bias.double(), h.double(), wf.double().t())[batch.local, batch.cols]
     got = gather_dot.observed_outputs(w, h, batch.cols, batch.local, bias)
-    assert got.dtype == torch.float32
-    torch.testing.assert_close(got, exact, rtol=1e-5, atol=1e-5)  # no bf16 rounding of sums
+    assert got.dtype == torch.float32  # no bf16 rounding of sums: within the fp32 bound
+    assert_within_bound(got, exact, product_bound(h, wf.t(), bias)[batch.local, batch.cols])
 
 
 def test_a_failed_compile_falls_back_to_the_same_values(monkeypatch) -> None:
@@ -103,7 +109,8 @@ def test_the_native_loop_equals_the_dense_product_at_the_ratings(width, weight_d
     want = torch.addmm(bias.double(), h.double(), w.double().t())[batch.local, batch.cols]
     got = gather_dot.observed_outputs(w, h, batch.cols, batch.local, bias)
     assert got.dtype == torch.float32 and got.shape == (batch.nnz,)
-    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5 * width**0.5)
+    bound = product_bound(h, w.float().t(), bias)[batch.local, batch.cols]
+    assert_within_bound(got, want, bound)
 
 
 def test_the_native_loop_handles_no_ratings() -> None:
@@ -121,7 +128,7 @@ def test_inputs_the_native_loop_cannot_take_go_to_the_compiled_one(monkeypatch) 
     expected = gather_dot.observed_outputs(w, h, batch.cols, batch.local, bias)
     monkeypatch.setattr(gather_dot, "native_kernel", lambda: None)  # no AVX-512 / compiler
     got = gather_dot.observed_outputs(w, h, batch.cols, batch.local, bias)
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert_within_bound(got, expected, product_bound(h, w.t(), bias)[batch.local, batch.cols])
 
 
 @pytest.mark.parametrize("constrained", [False, True])

@@ -19,9 +19,8 @@ import torch
 from deeprec.data.batching import epoch_order, iter_row_batches, row_batch
 from deeprec.data.sparse import CSRMatrix
 from deeprec.errors import ConfigError
-from deeprec.train import graph_step
-from deeprec.train.config import TrainConfig
-from deeprec.train.device_batches import (
+from deeprec.step import graph as graph_step
+from deeprec.step.device_batches import (
     DeviceCSR,
     bucket_sizes,
     gather_padded,
@@ -29,8 +28,9 @@ from deeprec.train.device_batches import (
     max_batch_nnz,
     plan_epoch,
 )
-from deeprec.train.graph_step import DenseStepCore, GraphStep, unsupported_reason
-from deeprec.train.step import reference_step
+from deeprec.step.graph import DenseStepCore, GraphStep, unsupported_reason
+from deeprec.step.reference import reference_step
+from deeprec.train.config import TrainConfig
 from deeprec.train.trainer import Trainer, build_model
 
 from .test_bf16_training import BF16_RMSE_TOLERANCE, low_rank_data

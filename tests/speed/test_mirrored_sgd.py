@@ -4,27 +4,25 @@ torch.optim.SGD followed by a cast does, and the fast step uses it only where it
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import nullcontext
 
 import pytest
 import torch
 
+from deeprec.kernels import disabled, mirrored_sgd
 from deeprec.model.autoencoder import AutoEncoder
-from deeprec.train import mirrored_sgd, streaming_sgd
-from deeprec.train.fast_step import FastStep
+from deeprec.step.fast import FastStep
 
 from .batches import random_batch
 
 
-@pytest.fixture(params=["streaming", "compiled"])
-def update_path(request, monkeypatch) -> str:
-    """Both implementations of the update: the streaming-store loop (where it builds) and
-    the compiled one (forced by hiding the streaming loop)."""
-    if request.param == "streaming":
-        if streaming_sgd.kernel() is None:
-            pytest.skip("no AVX-512 or no C++ toolchain: the streaming loop is not built")
-    else:
-        monkeypatch.setattr(streaming_sgd, "kernel", lambda: None)
-    return request.param
+@pytest.fixture(params=["compiled", "eager"])
+def update_path(request) -> Iterator[str]:
+    """Both implementations of the update: the compiled one and the eager fallback
+    (kernels.switch)."""
+    with disabled("mirrored_sgd") if request.param == "eager" else nullcontext():
+        yield request.param
 
 
 @pytest.mark.parametrize("grad_dtype", [torch.float32, torch.bfloat16])
@@ -84,32 +82,6 @@ def test_one_call_updates_every_group_like_sgd(update_path) -> None:
         for copy_low, mine in zip(copies, mats, strict=True):
             assert torch.equal(copy_low, mine.to(torch.bfloat16))
     assert not mirrored_sgd.UPDATE_KERNEL.failed
-
-
-def test_streaming_loop_handles_unaligned_copies_and_tails() -> None:
-    """Sizes that are no multiple of 16 and a bf16 copy that starts off its 32-byte
-    alignment: the scalar head and tail steps give what SGD gives."""
-    run = streaming_sgd.kernel()
-    if run is None:
-        pytest.skip("no AVX-512 or no C++ toolchain: the streaming loop is not built")
-    gen = torch.Generator().manual_seed(5)
-    n = 16 * 70 + 7
-    w = torch.randn(n, generator=gen)
-    g = torch.randn(n, generator=gen).bfloat16()
-    low_storage = torch.zeros(n + 3, dtype=torch.bfloat16)
-    w_low = low_storage[3:]  # 6 bytes past an aligned start
-    param = torch.nn.Parameter(w.clone())
-    param.grad = g.float()
-    sgd = torch.optim.SGD([param], lr=0.1, momentum=0.9, weight_decay=0.01)
-    sgd.step()
-    m = torch.zeros(n)
-    assert streaming_sgd.supports(w, m, g, w_low)
-    streaming_sgd.update(run, w, m, g, w_low, 0.1, 0.9, 0.01)
-    torch.testing.assert_close(w, param.detach(), rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(m, sgd.state[param]["momentum_buffer"])
-    assert torch.equal(w_low, w.to(torch.bfloat16))
-    assert torch.equal(low_storage[:3], torch.zeros(3, dtype=torch.bfloat16))  # untouched
-    assert not streaming_sgd.supports(w, m, g, w_low.double())  # wrong dtype: not taken
 
 
 def test_unsupported_options_are_refused() -> None:
@@ -209,31 +181,10 @@ def test_tied_models_and_all_reduce_keep_the_plain_path(monkeypatch) -> None:
     assert seen and all(d == torch.float32 for d in seen)  # fp32 gradients reach the hook
 
 
-def test_strategy_probes_do_not_make_the_first_layer_copy_count_as_read(monkeypatch) -> None:
-    """The dense-input probe reads the first layer's bf16 copy; real sparse-input steps with
-    lazy updates (fp32 sparse products) never do, so nothing may keep rewriting that copy."""
-    monkeypatch.delenv("DEEPREC_OUTPUT_STRATEGY", raising=False)
-    monkeypatch.delenv("DEEPREC_INPUT_STRATEGY", raising=False)
-    monkeypatch.setattr(mirrored_sgd, "MIN_NUMEL", 1)
-    torch.manual_seed(0)
-    model = AutoEncoder(60, [16, 8], activation="selu")
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    step = FastStep(model, opt, precision="bf16", input_strategy="sparse", lazy_updates=True)
-    step.planner.inputs = "auto"  # probe both input strategies, then use the sparse one
-    step.planner.choose = lambda batch: (  # after calibrating, pin the sparse input
-        step.planner.calibrate(batch) and ("sparse", "sparse")
-    )
-    step(_batch())
-    first = step.net._mirror_index[id(step.net.first)]
-    assert not step.net._mirror.read[first]
-    assert step.net._mirror.stale[first]  # not rewritten by the update either
-
-
 def test_a_failed_compile_falls_back_to_the_same_eager_update(monkeypatch) -> None:
     def broken():
         raise RuntimeError("no C++ compiler")
 
-    monkeypatch.setattr(streaming_sgd, "kernel", lambda: None)  # the compiled path
     monkeypatch.setattr(mirrored_sgd.UPDATE_KERNEL, "compiled", broken)
     monkeypatch.setattr(mirrored_sgd.UPDATE_KERNEL, "failed", False)
     gen = torch.Generator().manual_seed(1)
@@ -245,21 +196,3 @@ def test_a_failed_compile_falls_back_to_the_same_eager_update(monkeypatch) -> No
     mirrored_sgd.eager_sgd_and_copy(w2, m2, g, low2, 0.1, 0.9, 0.01)
     assert mirrored_sgd.UPDATE_KERNEL.failed
     assert torch.equal(w, w2) and torch.equal(m, m2) and torch.equal(low, low2)
-
-
-def test_a_failed_streaming_build_leaves_the_compiled_update(monkeypatch) -> None:
-    from torch._inductor.codecache import CppPythonBindingsCodeCache
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("no C++ compiler")
-
-    monkeypatch.setattr(CppPythonBindingsCodeCache, "load_pybinding", broken)
-    streaming_sgd.kernel.cache_clear()
-    try:
-        assert streaming_sgd.kernel() is None
-        w, m, g = torch.ones(40), torch.zeros(40), torch.ones(40)
-        low = torch.empty(40, dtype=torch.bfloat16)
-        mirrored_sgd.sgd_and_copy(w, m, g, low, 0.5, 0.9, 0.0)  # still updates, compiled
-        assert torch.equal(w, torch.full((40,), 0.5)) and torch.equal(low, w.bfloat16())
-    finally:
-        streaming_sgd.kernel.cache_clear()  # later tests build it for real again

@@ -1,4 +1,4 @@
-"""The re-feed pass's fused loss gradient (train/refeed_loss.py) gives the eager ops' values,
+"""The re-feed pass's fused loss gradient (kernels/refeed_loss.py) gives the eager ops' values,
 and a fast step that uses it keeps the reference math."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from deeprec.data.batching import row_batch
+from deeprec.kernels import refeed_loss
 from deeprec.model.autoencoder import AutoEncoder
-from deeprec.train import refeed_loss
-from deeprec.train.fast_step import FastStep
+from deeprec.step.fast import FastStep
 
 from .batches import random_batch
 from .test_fast_equivalence import assert_same, make_models, random_matrix, run_both

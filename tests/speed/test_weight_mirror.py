@@ -7,9 +7,9 @@ import torch
 
 from deeprec.data.batching import row_batch
 from deeprec.data.sparse import CSRMatrix
+from deeprec.kernels.precision import WeightMirror
 from deeprec.model.autoencoder import AutoEncoder
-from deeprec.train.fast_step import FastStep
-from deeprec.train.precision import WeightMirror
+from deeprec.step.fast import FastStep
 
 
 def test_a_copy_is_cast_when_read_after_a_change_and_not_before():
@@ -25,9 +25,7 @@ def test_a_copy_is_cast_when_read_after_a_change_and_not_before():
     assert mirror.casts == 2
 
 
-def test_bf16_step_never_casts_the_unused_first_layer_copy(monkeypatch):
-    monkeypatch.delenv("DEEPREC_OUTPUT_STRATEGY", raising=False)
-    monkeypatch.delenv("DEEPREC_INPUT_STRATEGY", raising=False)
+def test_bf16_step_never_casts_the_unused_first_layer_copy():
     rng = np.random.default_rng(0)
     mask = rng.random((32, 50)) < 0.3
     mask[:, 0] = True

@@ -22,6 +22,12 @@ OPTIMIZERS = ("sgd", "adam", "adagrad", "rmsprop", "lbfgs")
 SCHEDULES = ("none", "multistep")
 ORIENTATIONS = ("user", "item")
 CENTERS = ("none", "bias")
+OUTPUT_STRATEGY_CHOICES = ("auto", "dense", "sparse", "union", "gather")
+INPUT_STRATEGY_CHOICES = ("auto", "dense", "sparse")
+# options earlier versions wrote into run configs: {key: value that still means the same}
+# (lazy_updates: removed, slower on every measured set; reuse_freed_memory: allocator tuning
+# left the library, see README "Performance")
+RETIRED = {"lazy_updates": False, "reuse_freed_memory": None}
 
 
 @dataclass
@@ -56,9 +62,6 @@ class TrainConfig:
     input_dropout: float = 0.0
     # c > 0: each input row times c / sqrt(its number of ratings) (model.AutoEncoder); 0 = off
     input_row_scale: float = 0.0
-    # opt-in, CHANGES THE MATH (train/lazy_rows.py): momentum SGD moves only the rows of the
-    # item-wide matrices a batch rated; compute fast, optimizer sgd, refeed_steps 0
-    lazy_updates: bool = False
     # true: a second input channel 1(rated) with its own first-layer matrix (model.AutoEncoder;
     # compute: reference only)
     rated_indicator: bool = False
@@ -91,10 +94,15 @@ class TrainConfig:
     device: str = "cpu"
     eval_batch_size: int = 1024
     threads: int = 0  # 0 = leave torch's default
-    # glibc: keep freed large blocks in the heap during each epoch instead of unmapping and
-    # page-faulting them in again every step (train/heap.py); no effect on the math
-    reuse_freed_memory: bool = True
-    # compute fast on a CUDA device: train with train/graph_step.py (batches built on the GPU,
+    # compute fast: how each batch's output layer and first layer are computed (the
+    # strategies round differently, so the choice is part of the run's config). "auto" picks
+    # per batch by a fixed cost model of the batch's shape (step/planner.py), never by
+    # timings, so two runs with the same seed and threads choose alike. Output: dense,
+    # sparse, union or gather (union and gather only without re-feeding); input: dense or
+    # sparse.
+    output_strategy: str = "auto"
+    input_strategy: str = "auto"
+    # compute fast on a CUDA device: train with step/graph.py (batches built on the GPU,
     # static shapes, one CUDA graph per size bucket, nothing read back per batch) wherever it
     # applies (SGD; no per-batch callbacks, mid-epoch checkpoints or torchrun); false = the
     # per-batch FastStep. No effect on the CPU.
@@ -209,26 +217,19 @@ class TrainConfig:
             "input_row_scale",
             "cannot be combined with refeed_steps > 0 (re-fed dense outputs have no row counts)",
         )
+        _choice("output_strategy", self.output_strategy, OUTPUT_STRATEGY_CHOICES)
+        _choice("input_strategy", self.input_strategy, INPUT_STRATEGY_CHOICES)
         _expect(
-            not self.lazy_updates
-            or (
-                self.compute == "fast"
-                and self.optimizer == "sgd"
-                and self.momentum > 0
-                and self.refeed_steps == 0
-                and not self.constrained
-            ),
-            "lazy_updates",
-            "needs compute: fast, optimizer: sgd with momentum > 0, refeed_steps: 0 and "
-            "constrained: false",
+            self.refeed_steps == 0 or self.output_strategy in ("auto", "dense", "sparse"),
+            "output_strategy",
+            "with refeed_steps > 0 must be auto, dense or sparse (re-feeding needs the dense "
+            "output f(x))",
         )
         for key in (
             "constrained",
             "decay_biases",
             "standardize",
             "rated_indicator",
-            "reuse_freed_memory",
-            "lazy_updates",
             "cuda_graphs",
         ):
             _expect(isinstance(getattr(self, key), bool), key, "must be true or false")
@@ -251,6 +252,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> TrainConfig:
+        values = _drop_retired(values, source)
         unknown = sorted(set(values) - set(cls.option_names()))
         if unknown:
             raise ConfigError(
@@ -329,6 +331,18 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 def _expect(condition: bool, key: str, message: str) -> None:
     if not condition:
         raise ConfigError(f"{key} {message}")
+
+
+def _drop_retired(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """`values` without retired options; a retired option set to what no longer exists is
+    a ConfigError (the run would not mean what its config says)."""
+    kept = dict(values)
+    for key, same in RETIRED.items():
+        if key in kept:
+            value = kept.pop(key)
+            if same is not None and value != same:
+                raise ConfigError(f"{source}: option {key} was removed; only {same} is accepted")
+    return kept
 
 
 def _choice(key: str, value: Any, options: tuple[str, ...]) -> None:

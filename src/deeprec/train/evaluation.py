@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from deeprec.data.batching import RowBatch, row_batch
 from deeprec.data.sparse import CSRMatrix
 from deeprec.model.autoencoder import AutoEncoder
-from deeprec.model.sparse_ops import row_scaled_values, sparse_rows_matmul
+from deeprec.step.sparse_ops import row_scaled_values, sparse_rows_matmul
 
 
 class _Forward:

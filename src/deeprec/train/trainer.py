@@ -25,7 +25,6 @@ from deeprec.model.autoencoder import AutoEncoder
 from deeprec.train.config import TrainConfig
 from deeprec.train.distributed import DataParallel, DistContext, model_device
 from deeprec.train.evaluation import RatingScale, evaluate_sse
-from deeprec.train.heap import reuse_freed_memory
 from deeprec.train.optim import build_optimizer, build_scheduler
 from deeprec.train.step import StepResult, make_step
 
@@ -133,7 +132,7 @@ class Trainer:
         self.step = make_step(self.ddp.module if autograd_ddp else model, self.optimizer, config)
         if self.ddp is not None and not autograd_ddp:
             self.step.before_update = self.ddp.before_update
-        # [gpu] compute=fast on CUDA: whole epochs of CUDA-graph steps (train/graph_step.py),
+        # [gpu] compute=fast on CUDA: whole epochs of CUDA-graph steps (step/graph.py),
         # built at the first epoch that can use them; None until then or where they do not apply
         self.graph_step: Any = None
         self.graph_step_skipped: str | None = None  # why the per-batch step runs on CUDA
@@ -147,7 +146,7 @@ class Trainer:
         on_device = self.device.type == "cuda" or self.graph_step_on_cpu
         if not on_device or config.compute != "fast" or not config.cuda_graphs:
             return None
-        from deeprec.train.graph_step import GraphStep, unsupported_reason
+        from deeprec.step.graph import GraphStep, unsupported_reason
 
         reason = unsupported_reason(self.model, self.optimizer)
         if self.ddp is not None:
@@ -158,8 +157,6 @@ class Trainer:
             config.checkpoint_every_batches or config.checkpoint_every_minutes
         ):
             reason = "mid-epoch checkpoints"
-        elif config.lazy_updates:
-            reason = "lazy_updates"
         self.graph_step_skipped = reason
         if reason is not None:
             return None
@@ -236,8 +233,7 @@ class Trainer:
     ) -> EpochRecord:
         """One epoch; `start_batch`/`carry` (batches done, their SSE and count) resume one
         that a checkpoint interrupted, replaying the same (seed, epoch) order."""
-        with reuse_freed_memory(self.config.reuse_freed_memory):
-            return self._run_epoch_steps(epoch, has_valid, start_batch, carry)
+        return self._run_epoch_steps(epoch, has_valid, start_batch, carry)
 
     def _run_graph_epoch(
         self, graph: Any, epoch: int, order: np.ndarray, start_batch: int, carry

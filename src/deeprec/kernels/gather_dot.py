@@ -6,7 +6,7 @@ This is all the loss needs when no re-feed step wants the dense output. Eager Py
 materialises both (nnz x width) gathers before multiplying (~100 MB per Netflix-scale
 batch: ~50 ms). Two loops avoid that, each reading every rated weight row once while h
 (batch x width) stays in cache:
-- on AVX-512 CPUs, a hand-written loop (`_SOURCE`, built by train/native.py): fp32 FMAs over
+- on AVX-512 CPUs, a hand-written loop (`_SOURCE`, built by kernels/native.py): fp32 FMAs over
   the width in four accumulators, bf16 weights widened in registers, the weight row of the
   rating four ahead prefetched (the rows are scattered, so the hardware cannot guess them);
 - elsewhere, the same sum compiled by torch.compile.
@@ -27,9 +27,9 @@ import functools
 
 import torch
 
-from deeprec.train import native
-from deeprec.train.compiled import CompiledKernel
-from deeprec.train.native import Kernel
+from deeprec.kernels.compiled import CompiledKernel
+from deeprec.kernels.native import Kernel, load
+from deeprec.kernels.switch import enabled
 
 
 def _observed_outputs(
@@ -39,7 +39,7 @@ def _observed_outputs(
     return (w[cols].to(acc) * h[rows].to(acc)).sum(1) + bias[cols]
 
 
-KERNEL = CompiledKernel(_observed_outputs, "observed-entry output layer")
+KERNEL = CompiledKernel(_observed_outputs, "observed-entry output layer", switch="gather_dot")
 
 # Output layers with fewer weights run the eager form: compiling costs ~5-10 s once per
 # process (the quickstart went from 10 to 21 s), which a small model never earns back.
@@ -110,10 +110,14 @@ _ARGTYPES = [
 ]
 
 
-@functools.cache
 def native_kernel() -> Kernel | None:
-    """The AVX-512 loop, or None where it does not apply or does not build."""
-    return native.load("observed-entry output loop", _ARGTYPES, _SOURCE)
+    """The AVX-512 loop, or None where it does not apply, does not build or is switched off."""
+    return _build() if enabled("gather_dot") else None
+
+
+@functools.cache
+def _build() -> Kernel | None:
+    return load("observed-entry output loop", _ARGTYPES, _SOURCE)
 
 
 def native_supports(w, h, cols, rows, bias) -> bool:
@@ -135,7 +139,7 @@ def native_supports(w, h, cols, rows, bias) -> bool:
 def compiled_for(w: torch.Tensor) -> bool:
     """Whether the output weight `w` gets a compiled loop (else the eager form, which
     materialises (nnz x width) gathers: far slower at scale)."""
-    return w.numel() >= MIN_WEIGHTS and (native_kernel() is not None or not KERNEL.failed)
+    return w.numel() >= MIN_WEIGHTS and (native_kernel() is not None or KERNEL.usable())
 
 
 def observed_outputs(

@@ -2,7 +2,7 @@
 
 torch.compile already ships a C++ compiler driver with the right flags, torch headers and
 an on-disk cache; `load()` reuses it for the few loops this project writes by hand
-(train/streaming_sgd.py, train/gather_dot.py). A kernel applies only where torch itself
+(kernels/gather_dot.py). A kernel applies only where torch itself
 runs AVX-512 code; elsewhere, or when the build fails (no compiler, another torch), `load()`
 logs one warning and returns None, and the caller keeps its portable path.
 """

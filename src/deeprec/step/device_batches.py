@@ -18,7 +18,7 @@ the row lengths and the epoch order), so nothing is read back from the GPU to ch
 only (no host synchronisation, no data-dependent shapes): with the CSR matrix resident on the
 GPU (`DeviceCSR`; Netflix scale is ~0.8 GB) it runs inside the captured graph. Where the matrix
 does not fit, the triplets are built on the host (`host_padded`) into pinned buffers and
-copied asynchronously (`train/graph_step.py`).
+copied asynchronously (`step/graph.py`).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from deeprec.train.compiled import CompiledKernel, scalar_tensor
+from deeprec.kernels.compiled import CompiledKernel, scalar_tensor
 
 # Outputs narrower than this many columns take the eager ops: compiling costs seconds once
 # per process, which a small model never earns back (tests stay fast too).
@@ -38,7 +38,9 @@ def _refeed_gradient(
     return (out if keep_out else None), g.sum(0), (g if low is None else g.to(low))
 
 
-KERNEL = CompiledKernel(_refeed_gradient, "re-feed loss gradient", dynamic=None)
+KERNEL = CompiledKernel(
+    _refeed_gradient, "re-feed loss gradient", dynamic=None, switch="refeed_loss"
+)
 
 
 def refeed_gradient(

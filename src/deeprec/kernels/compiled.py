@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from deeprec.kernels.switch import enabled
+
 log = logging.getLogger(__name__)
 
 
@@ -25,10 +27,13 @@ class CompiledKernel:
     batch's number of ratings); None specialises on the first sizes and recompiles for
     any size seen to change, which leaves fewer guards to check per call."""
 
-    def __init__(self, fn: Callable[..., Any], name: str, dynamic: bool | None = True) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], name: str, dynamic: bool | None = True, *, switch: str
+    ) -> None:
         self.fn = fn
         self.name = name
         self.dynamic = dynamic
+        self.switch = switch  # its name in kernels.switch
         self.failed = False  # set once compiling or running the compiled code failed
         self._compiled: Callable[..., Any] | None = None
 
@@ -37,8 +42,12 @@ class CompiledKernel:
             self._compiled = torch.compile(self.fn, dynamic=self.dynamic, fullgraph=True)
         return self._compiled
 
+    def usable(self) -> bool:
+        """Whether calls try the compiled code (not failed, not switched off)."""
+        return not self.failed and enabled(self.switch)
+
     def __call__(self, *args: Any, fallback: Callable[[], Any]) -> Any:
-        if not self.failed:
+        if self.usable():
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")

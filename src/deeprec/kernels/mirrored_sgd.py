@@ -22,9 +22,8 @@ see exactly what SGD would keep. The compiled loop may round `mu * m + d` with o
 multiply-add where eager PyTorch rounds twice: values differ from SGD's by float rounding
 only (tested), which bf16 training dwarfs. Models under MIN_NUMEL weights, unsupported
 options, or a failed compile (no C++ compiler) fall back to optimizer.step() and the cast.
-On AVX-512 CPUs the same update runs as train/streaming_sgd.py's loop instead, which writes
-the bf16 copies with streaming stores (`optimizer_update.json`: 8.2 -> 7.7 ms for the
-Netflix-size model, 2.6 -> 2.2 ms for the ML-1M one, caches flushed first).
+(A hand-written AVX-512 loop writing the copies with streaming stores saved 0.3-0.9 ms of
+a 10-21 ms bf16 step, 3-4%, and was removed: issue 19, docs/results/kernels.md.)
 """
 
 from __future__ import annotations
@@ -34,8 +33,7 @@ from typing import NamedTuple
 
 import torch
 
-from deeprec.train import streaming_sgd
-from deeprec.train.compiled import CompiledKernel, scalar_tensor
+from deeprec.kernels.compiled import CompiledKernel, scalar_tensor
 
 MIN_NUMEL = 1 << 20  # smaller models: not worth compiling a kernel (and tests stay fast)
 
@@ -60,7 +58,9 @@ def _sgd_groups(groups) -> None:
             w.copy_(_momentum_step(w, m, g, lr, mu, wd))
 
 
-UPDATE_KERNEL = CompiledKernel(_sgd_groups, "bf16 fused SGD update", dynamic=None)  # fixed sizes
+UPDATE_KERNEL = CompiledKernel(
+    _sgd_groups, "bf16 fused SGD update", dynamic=None, switch="mirrored_sgd"
+)  # fixed sizes
 
 
 class Group(NamedTuple):
@@ -76,10 +76,7 @@ class Group(NamedTuple):
 
 def sgd_groups(groups: Sequence[Group]) -> None:
     """In place, momentum SGD on each (w, m) with gradient g, and w_low = w in low precision
-    for the `copied` ones: one streaming-store loop per tensor where it applies
-    (train/streaming_sgd.py), else one compiled call for every group."""
-    if _streamed(groups):
-        return
+    for the `copied` ones: one compiled call for every group."""
     packed = []
     for group in groups:
         first = (group.copied or group.plain)[0][0]
@@ -92,23 +89,6 @@ def sgd_groups(groups: Sequence[Group]) -> None:
             )
         )
     UPDATE_KERNEL(packed, fallback=lambda: eager_sgd_groups(groups))
-
-
-def _streamed(groups: Sequence[Group]) -> bool:
-    """Run every update through streaming_sgd if it builds and takes every tensor."""
-    run = streaming_sgd.kernel()
-    if run is None:
-        return False
-    entries = []
-    for group in groups:
-        options = (group.lr, group.mu, group.wd)
-        entries += [(w, m, g, w_low, options) for w, m, g, w_low in group.copied]
-        entries += [(w, m, g, None, options) for w, m, g in group.plain]
-    if not all(streaming_sgd.supports(w, m, g, w_low) for w, m, g, w_low, _ in entries):
-        return False
-    for w, m, g, w_low, (lr, mu, wd) in entries:
-        streaming_sgd.update(run, w, m, g, w_low, lr, mu, wd)
-    return True
 
 
 def _flat_columns(entries: Sequence[tuple], width: int) -> list[list[torch.Tensor]]:

@@ -65,5 +65,5 @@ class WeightMirror:
         return self.copies[index]
 
     def mark_fresh(self, index: int) -> None:
-        """The copy was written together with its master (train/mirrored_sgd.py)."""
+        """The copy was written together with its master (kernels/mirrored_sgd.py)."""
         self.stale[index] = False

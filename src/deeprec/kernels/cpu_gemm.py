@@ -22,6 +22,8 @@ import functools
 
 import torch
 
+from deeprec.kernels.switch import enabled
+
 
 @functools.cache
 def onednn_available() -> bool:
@@ -52,6 +54,7 @@ def _use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
         and x.dim() == 2
+        and enabled("onednn_linear")
         and onednn_available()
     )
 

@@ -6,18 +6,16 @@ What differs from the reference (NVIDIA's) procedure, and why it is the same mat
   first encoder weight is stored input-major (its transpose is contiguous): same shape, same
   values, same state_dict, only the memory order differs.
 - The loss needs the outputs at observed entries only, so the output layer is computed by one
-  of four strategies, picked per batch by a cost model calibrated with a one-off timing on the
-  first real batch: `dense` (reference GEMMs), `sparse` (dense forward GEMM, backward as two
-  `embedding_bag`s over the observed entries), `union` (GEMMs on the batch's distinct
-  columns only) or `gather` (one compiled dot product per observed rating, then the same
-  backward as `sparse`; train/gather_dot.py). With re-feeding the dense
-  f(x) is the next input, so only strategies with a dense forward are eligible.
+  of four strategies, set in the config or picked per batch by a fixed cost model of the
+  batch's shape (step/planner.py, never timings): `dense` (reference GEMMs), `sparse`
+  (dense forward GEMM, backward as two `embedding_bag`s over the observed entries), `union`
+  (GEMMs on the batch's distinct columns only) or `gather` (one compiled dot product per
+  observed rating, then the same backward as `sparse`; kernels/gather_dot.py). With
+  re-feeding the dense f(x) is the next input, so only strategies with a dense forward are
+  eligible.
 - Forward and backward are written out by hand (no autograd graph): activation gradients use
   the fused ATen backward kernels, dropout noise is drawn exactly like `F.dropout` (same
   generator calls, same shapes), the loss and its gradient are one pass over the nnz values.
-  SELU/ELU hidden layers in fp32/bf16 on AVX-512 CPUs run their element-wise work (bias,
-  activation, dropout, bf16 cast; backward: dropout, activation backward, bias gradient,
-  cast) as one hand-written loop each way (train/fused_activation.py).
 - precision="bf16": GEMMs read persistent bf16 copies of the weights, re-cast at most once
   after every optimizer step and only if read (`WeightMirror`); fp32 master weights, fp32
   bias/activations/loss. The sparse products (`embedding_bag`) and `gather` read the bf16
@@ -26,13 +24,9 @@ What differs from the reference (NVIDIA's) procedure, and why it is the same mat
 
 from __future__ import annotations
 
-import functools
-import os
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -40,23 +34,18 @@ from torch.profiler import record_function
 
 from deeprec.data.batching import RowBatch
 from deeprec.errors import ConfigError
+from deeprec.kernels import cpu_gemm, gather_dot, mirrored_sgd, refeed_loss
+from deeprec.kernels.dropout_noise import dropout_noise
+from deeprec.kernels.precision import WeightMirror, low_precision_dtype
 from deeprec.model.autoencoder import AutoEncoder
-from deeprec.model.sparse_ops import (
+from deeprec.step.planner import OUTPUT_STRATEGIES, Planner
+from deeprec.step.reference import StepResult
+from deeprec.step.sparse_ops import (
     column_sums,
     row_scaled_values,
     sparse_cols_matmul,
-    sparse_cols_matmul_touched,
     sparse_rows_matmul,
 )
-from deeprec.train import cpu_gemm, fused_activation, gather_dot, mirrored_sgd, refeed_loss
-from deeprec.train.dropout_noise import dropout_noise
-from deeprec.train.lazy_rows import row_sgd
-from deeprec.train.precision import WeightMirror, low_precision_dtype
-from deeprec.train.step import StepResult
-
-OUTPUT_STRATEGIES = ("dense", "sparse", "union", "gather")
-INPUT_STRATEGIES = ("dense", "sparse")
-DENSE_FORWARD = ("dense", "sparse")  # strategies that produce the full f(x) for re-feeding
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
@@ -134,10 +123,9 @@ class _Saved:
     """What the backward pass needs from the forward pass of one layer."""
 
     inp: torch.Tensor | None  # layer input (after the previous dropout); None for sparse input
-    z: torch.Tensor  # (fused: y; the fused backward reads y only)
+    z: torch.Tensor
     y: torch.Tensor  # act(z), before dropout
     noise: torch.Tensor | None
-    fused: bool = False  # computed by train/fused_activation.py: so is its backward
 
 
 class FastNet:
@@ -185,10 +173,6 @@ class FastNet:
         # ids of weights whose gradient from a bf16 GEMM is kept in bf16: FastStep hands it
         # straight to the fused update (mirrored_sgd), which reads it with the weights
         self.low_precision_grads: set[int] = set()
-        # lazy_updates (opt-in, changes the math): the sparse pass leaves the item-wide
-        # gradients as (touched rows, their values) here instead of dense matrices
-        self.lazy = False
-        self._row_grads: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # ----------------------------------------------------------- layouts
     def stored_t(self, param: torch.Tensor) -> bool:
@@ -250,9 +234,8 @@ class FastNet:
 
         They accumulate in fp32 and round their output to bf16, as the bf16 GEMMs do, and
         halve the bytes of the widest reads and writes of a step (at Netflix scale ~25K
-        weight rows gathered per product, 17,768 x 512 gradients written). Lazy updates
-        keep fp32 (their row updates are not fused with the bf16 copies)."""
-        return self.lowp is not None and not self.lazy
+        weight rows gathered per product, 17,768 x 512 gradients written)."""
+        return self.lowp is not None
 
     def _low_precision_grad(self, param: torch.Tensor) -> bool:
         """Whether a sparse product writes param's gradient in bf16 (the fused update reads
@@ -327,13 +310,7 @@ class FastNet:
         out_dtype: torch.dtype,
     ) -> tuple[_Saved, torch.Tensor]:
         """(saved state, output after dropout in out_dtype) of a hidden layer from its
-        product (bias added here when given): one fused pass where fused_activation
-        supports the layer, else the separate ops."""
-        if fused_activation.supports(layer.act, product):
-            y = torch.empty(product.shape, dtype=torch.float32)
-            noise = dropout_noise(y, layer.dropout) if train and layer.dropout > 0 else None
-            y, h = fused_activation.forward(layer.act, product, bias, noise, out_dtype, y)
-            return _Saved(inp=None, z=y, y=y, noise=noise, fused=True), h
+        product (bias added here when given)."""
         if bias is None:
             z = product
         elif product.dtype == bias.dtype:
@@ -407,25 +384,13 @@ class FastNet:
             layer, state = self.layers[index], saved[index]
             sparse_input = index == 0 and state.inp is None
             bias_grad = None
-            if state.fused and fused_activation.supports(layer.act, gh):
-                # gz comes out in the dtype its products read: bf16 for bf16 products and
-                # bf16 bags, fp32 otherwise (lazy rows, fp32 mode)
-                if sparse_input:
-                    low = not self.lazy and self._low_precision_grad(layer.param)
-                else:
-                    low = self.lowp is not None
-                out_dtype = self.lowp if low and self.lowp is not None else torch.float32
-                gz, bias_grad = fused_activation.backward(
-                    layer.act, gh, state.noise, state.y, out_dtype
-                )
-            else:
-                if state.noise is not None:
-                    gh = gh * state.noise
-                # a bf16 gh (bf16 products) is read as fp32 by the mixed-dtype kernels: the
-                # values a .float() copy would give, one pass fewer
-                gz = activation_backward(layer.act, gh, state.z, state.y)
-                if gz.dtype != state.z.dtype:  # identity passes gh through
-                    gz = gz.to(state.z.dtype)
+            if state.noise is not None:
+                gh = gh * state.noise
+            # a bf16 gh (bf16 products) is read as fp32 by the mixed-dtype kernels: the
+            # values a .float() copy would give, one pass fewer
+            gz = activation_backward(layer.act, gh, state.z, state.y)
+            if gz.dtype != state.z.dtype:  # identity passes gh through
+                gz = gz.to(state.z.dtype)
             if index > 0:
                 gh = self._linear_backward(gz, state.inp, layer, True, bias_grad)
             elif not sparse_input:
@@ -433,13 +398,9 @@ class FastNet:
             else:  # sparse input: S^T @ gz in the input-major storage layout
                 assert batch is not None
                 self._add_bias_grad(layer.bias, gz.sum(0) if bias_grad is None else bias_grad)
-                if self.lazy:
-                    touched = sparse_cols_matmul_touched(batch, gz, input_values)
-                    self._row_grads[id(layer.param)] = touched
-                else:
-                    if self._low_precision_grad(layer.param):
-                        gz = gz.to(self.lowp)  # bf16 rows in, bf16 gradient out
-                    self._add_grad(layer.param, sparse_cols_matmul(batch, gz, input_values))
+                if self._low_precision_grad(layer.param):
+                    gz = gz.to(self.lowp)  # bf16 rows in, bf16 gradient out
+                self._add_grad(layer.param, sparse_cols_matmul(batch, gz, input_values))
 
     # ----------------------------------------------------- output layer
     def output_dense(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -473,7 +434,7 @@ class FastNet:
             z_sub = torch.add(layer.bias[union], torch.mm(hl, w_sub.t()))
             z_obs = z_sub[batch.local, position]
             y_obs = self.model.last_act(z_obs)
-        elif strategy == "gather":  # one dot product per rating (train/gather_dot.py)
+        elif strategy == "gather":  # one dot product per rating (kernels/gather_dot.py)
             w = self.used(layer, low=self.lowp is not None)
             z_obs = gather_dot.observed_outputs(w, h, batch.cols, batch.local, layer.bias)
             y_obs = self.model.last_act(z_obs)
@@ -502,17 +463,10 @@ class FastNet:
     ) -> torch.Tensor:
         low = self.low_precision_bags()
         w = self.used(layer, low=low)  # rows = output columns (contiguous)
-        if self.lazy:  # only the rows (items) the batch rated; needs rows = storage rows
-            assert self._uses_storage_rows(layer)
-            union, position = batch.column_union()
-            bias_rows = torch.zeros(union.shape[0], dtype=g_obs.dtype, device=g_obs.device)
-            self._row_grads[id(layer.bias)] = (union, bias_rows.index_add_(0, position, g_obs))
-            self._row_grads[id(layer.param)] = sparse_cols_matmul_touched(batch, h, g_obs)
-        else:
-            self._add_bias_grad(layer.bias, column_sums(batch, g_obs))
-            rows = h.to(self.lowp) if self._low_precision_grad(layer.param) else h
-            weight_grad = sparse_cols_matmul(batch, rows, g_obs)
-            self._add_grad(layer.param, self._in_storage(layer, weight_grad))
+        self._add_bias_grad(layer.bias, column_sums(batch, g_obs))
+        rows = h.to(self.lowp) if self._low_precision_grad(layer.param) else h
+        weight_grad = sparse_cols_matmul(batch, rows, g_obs)
+        self._add_grad(layer.param, self._in_storage(layer, weight_grad))
         return sparse_rows_matmul(batch, w, g_obs)  # bf16 if low: see hidden_backward
 
     def _union_backward(
@@ -549,7 +503,7 @@ class FastNet:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The re-feed pass's output layer, dense loss against y and its backward:
         (gradient w.r.t. h, f(y) if keep_out). With an identity output, the loss gradient,
-        bias gradient and bf16 cast are one pass (train/refeed_loss.py)."""
+        bias gradient and bf16 cast are one pass (kernels/refeed_loss.py)."""
         layer = self.layers[-1]
         if layer.act != "identity":
             z, out = self.output_dense(h)
@@ -583,240 +537,6 @@ def _dense_input(
     return x
 
 
-# --------------------------------------------------------------- planning
-def _work(strategy: str, batch: RowBatch, k: int, union: int | None = None) -> float:
-    """Analytic work units of one output-layer forward+backward (GEMM MACs; memory-bound
-    gathers weighted x8). Only ratios within a strategy matter: each strategy's seconds per
-    unit is measured."""
-    b, n, nnz = batch.size, batch.n_cols, batch.nnz
-    if strategy == "dense":
-        return 3.0 * b * n * k
-    if strategy == "sparse":
-        return b * n * k + 16.0 * nnz * k
-    if strategy == "union":
-        u = union if union is not None else int(batch.column_union()[0].shape[0])
-        return 3.0 * b * u * k + 8.0 * (u + n) * k
-    if strategy == "gather":
-        return 24.0 * nnz * k
-    if strategy == "input-dense":
-        return 2.0 * b * n * k
-    if strategy == "input-sparse":
-        return 16.0 * nnz * k + n * k
-    raise ValueError(strategy)
-
-
-_CALIBRATION: dict[tuple, dict[str, float]] = {}
-
-
-class Planner:
-    """Chooses the input and output strategies per batch: argmin over eligible strategies of
-    (measured seconds per work unit) x (the batch's work units).
-
-    The rates come from one-off probes cached per process and shape, so the choices (and
-    with them the float rounding) of a seeded run repeat exactly within a process; they are
-    not fed back from the timings of real steps, which would make every run different.
-    """
-
-    def __init__(
-        self,
-        net: FastNet,
-        *,
-        refeed: bool,
-        output: str = "auto",
-        inputs: str = "auto",
-        lazy: bool = False,
-    ):
-        self.net = net
-        self.output = os.environ.get("DEEPREC_OUTPUT_STRATEGY", output)
-        self.inputs = os.environ.get("DEEPREC_INPUT_STRATEGY", inputs)
-        eligible = DENSE_FORWARD if refeed else OUTPUT_STRATEGIES
-        if lazy:  # the strategies whose weight gradients are the touched rows only
-            eligible = ("sparse", "gather")
-            if self.inputs not in ("auto", "sparse"):
-                raise ConfigError("lazy_updates needs the sparse input layer")
-            self.inputs = "sparse"
-        if self.output != "auto" and self.output not in eligible:
-            raise ConfigError(
-                f"output strategy {self.output!r} not possible here; choose from {eligible}"
-            )
-        if self.inputs != "auto" and self.inputs not in INPUT_STRATEGIES:
-            raise ConfigError(f"input strategy {self.inputs!r}; choose from {INPUT_STRATEGIES}")
-        self.eligible = eligible
-        self.rates: dict[str, float] | None = None
-        self.counts: dict[str, int] = {}
-
-    def _key(self, batch: RowBatch) -> tuple:
-        first = self.net.layers[0]
-        return (
-            batch.n_cols,
-            first.param.shape[0],
-            self.net.out_width(),
-            str(self.net.lowp),
-            first.param.dtype,
-            str(first.param.device),
-            torch.get_num_threads(),
-            self.eligible,
-        )
-
-    def calibrate(self, batch: RowBatch) -> dict[str, float]:
-        """Seconds per work unit of each strategy, timed once per process and shape on a real
-        batch (weights read, never written; no random numbers drawn)."""
-        key = self._key(batch)
-        if key not in _CALIBRATION:
-            _CALIBRATION[key] = _time_strategies(self.net, batch, self.eligible)
-        return _CALIBRATION[key]
-
-    def choose(self, batch: RowBatch) -> tuple[str, str]:
-        need_out = self.output == "auto"
-        need_in = self.inputs == "auto"
-        if (need_out or need_in) and self.rates is None:
-            self.rates = self.calibrate(batch)
-        out, inp = self.output, self.inputs
-        k_out = self.net.out_width()
-        k_in = self.net.layers[0].param.shape[0]
-        if need_out:
-            assert self.rates is not None
-            candidates = self.eligible
-            out_weight = self.net.layers[-1].param
-            if batch.nnz >= batch.n_cols and not gather_dot.compiled_for(out_weight):
-                # Eager, `gather` materialises two (nnz x width) gathers: with more ratings
-                # than items that is more memory traffic than `sparse` reads, and its probe
-                # misled (seen at Netflix scale in fp32: 22 ms probed, ~100 ms per real
-                # step vs 65 for `sparse`), so it is not offered.
-                candidates = tuple(s for s in candidates if s != "gather")
-            out = min(candidates, key=lambda s: self.rates[s] * _work(s, batch, k_out))
-        if need_in:
-            assert self.rates is not None
-            inp = min(
-                INPUT_STRATEGIES,
-                key=lambda s: self.rates[f"input-{s}"] * _work(f"input-{s}", batch, k_in),
-            )
-        self.counts[out] = self.counts.get(out, 0) + 1
-        return inp, out
-
-
-def _time_strategies(net: FastNet, batch: RowBatch, eligible) -> dict[str, float]:
-    """Seconds per work unit of each strategy, min of 5 round-robin probes.
-
-    Each output probe first runs the layers before the output layer (untimed, no dropout,
-    so no random numbers are drawn) and then times the output pass, so that it finds the
-    caches as a real step leaves them. Known gap (docs/results/netflix_scale_epoch.md): at
-    Netflix scale in fp32 the eager `gather` probe measured 22 ms in some processes and 67
-    ms in others for the same batch, while real steps with it cost ~2x `sparse`; without
-    its compiled kernel the planner does not offer `gather` for batches with more ratings
-    than items.
-    """
-    saved_grads, saved_bias = dict(net._grads), dict(net._bias_grads)
-    # probes read bf16 copies a real step may never read (the dense-input probe reads the
-    # first layer's; lazy sparse steps do not): keep them from counting as read, or every
-    # update would rewrite it
-    mirror = net._mirror
-    saved_flags = None if mirror is None else (list(mirror.read), list(mirror.stale))
-    k = net.out_width()
-    k_in = net.layers[0].param.shape[0]
-    device = net.first.device
-    g_in = torch.zeros(batch.size, k_in, dtype=net.first.dtype).uniform_(-1, 1, generator=_gen())
-    g_in = g_in.to(device)
-    first = net.layers[0]
-    evict = _cache_evictor(net)
-    state: dict[str, torch.Tensor] = {}
-
-    def before_output() -> None:
-        state["h"] = net.hidden_forward(batch, None, train=False)[0]
-
-    def output(strategy: str):
-        def run() -> None:
-            net._grads.clear()
-            net._bias_grads.clear()
-            net.sparse_output_loss(state["h"], batch, strategy, keep_dense=False)
-
-        return run
-
-    def dense_in() -> None:
-        x = _dense_input(batch, None, net.lowp or first.param.dtype)
-        net._linear(x, first)
-        net._linear_backward(g_in, x, first, need_input_grad=False)
-
-    def sparse_in() -> None:  # as hidden_forward / hidden_backward run it
-        low = net.low_precision_bags()
-        sparse_rows_matmul(batch, net.storage(first.param, low=low))
-        sparse_cols_matmul(
-            batch, g_in.to(net.lowp) if net._low_precision_grad(first.param) else g_in
-        )
-
-    probes = {s: (before_output, output(s), _work(s, batch, k)) for s in eligible}
-    probes["input-dense"] = (evict, dense_in, _work("input-dense", batch, k_in))
-    probes["input-sparse"] = (evict, sparse_in, _work("input-sparse", batch, k_in))
-    best = dict.fromkeys(probes, float("inf"))
-    with torch.no_grad():
-        for prepare, fn, _ in probes.values():
-            prepare()
-            fn()  # warm-up: allocator, first-touch pages
-        # round-robin, min of 5: a burst of load from other processes hits one probe of
-        # every strategy, not all probes of one strategy
-        for _ in range(5):
-            for name, (prepare, fn, _) in probes.items():
-                prepare()
-                _synchronize(device)
-                start = time.perf_counter()
-                fn()
-                _synchronize(device)  # a GPU runs the probe's kernels after fn() returns
-                best[name] = min(best[name], time.perf_counter() - start)
-    net._grads.clear()
-    net._bias_grads.clear()
-    rates = {name: best[name] / work for name, (_, _, work) in probes.items()}
-    net._grads, net._bias_grads = saved_grads, saved_bias
-    if saved_flags is not None:  # (a copy a probe cast is as stale for the step as before)
-        mirror.read, mirror.stale = saved_flags
-    return rates
-
-
-def _cache_evictor(net: FastNet) -> Callable[[], None]:
-    """Run before each timed input probe so that it starts with cold caches, as in a step.
-
-    Models whose weights fit in the cache stay cached in real steps too: no eviction. On a
-    GPU the CPU caches play no part: no eviction either.
-    """
-    if net.first.device.type != "cpu":
-        return lambda: None
-    weight_bytes = sum(p.numel() * p.element_size() for p in net._params)
-    cache = _last_level_cache_bytes()
-    if weight_bytes <= cache:
-        return lambda: None
-    scratch = torch.zeros(max(2 * cache, 8 << 20) // 4, dtype=torch.float32)
-
-    def evict() -> None:
-        scratch.add_(1.0)  # reads and writes every line of a buffer twice the cache size
-
-    return evict
-
-
-@functools.cache
-def _last_level_cache_bytes() -> int:
-    """The largest CPU cache Linux reports (sysfs), else 32 MiB."""
-    sizes = []
-    for path in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
-        try:
-            text = path.read_text().strip().upper()
-        except OSError:
-            continue
-        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
-        digits = text.rstrip("KMG")
-        if digits.isdigit():
-            sizes.append(int(digits) * scale)
-    return max(sizes, default=32 << 20)
-
-
-def _synchronize(device: torch.device) -> None:
-    """Wait for the device's queued kernels (CUDA runs them asynchronously)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _gen() -> torch.Generator:
-    return torch.Generator().manual_seed(0)
-
-
 # ------------------------------------------------------------------ step
 class FastStep:
     """Callable with reference_step's signature (minus model/optimizer), doing the fast math."""
@@ -831,7 +551,6 @@ class FastStep:
         input_dropout: float = 0.0,
         output_strategy: str = "auto",
         input_strategy: str = "auto",
-        lazy_updates: bool = False,
     ) -> None:
         if model.rated_indicator:
             raise ConfigError(
@@ -851,15 +570,8 @@ class FastStep:
         self.input_row_scale = model.input_row_scale
         if self.input_row_scale > 0 and refeed_steps > 0:
             raise ConfigError("input_row_scale cannot be combined with refeed_steps > 0")
-        if lazy_updates:
-            _check_lazy(model, optimizer, refeed_steps)
-            self.net.lazy = True
         self.planner = Planner(
-            self.net,
-            refeed=refeed_steps > 0,
-            output=output_strategy,
-            inputs=input_strategy,
-            lazy=lazy_updates,
+            self.net, refeed=refeed_steps > 0, output=output_strategy, inputs=input_strategy
         )
         # Called with every parameter's gradient set (all contiguous) right before each
         # optimizer step: the place for a distributed all-reduce. The fast path computes
@@ -897,7 +609,6 @@ class FastStep:
 
     def _update(self) -> None:
         net = self.net
-        lazy = self._take_row_grads()
         fused = self._take_fused() if self.before_update is None else ([], [])
         net.publish_grads()
         with net.optimizer_layout():
@@ -908,7 +619,6 @@ class FastStep:
         net.refresh()
         with record_function("deeprec::fused_update"):
             self._apply_fused(fused)
-            self._apply_lazy(lazy)
 
     def _take_fused(self) -> tuple[list[mirrored_sgd.Group], list[int]]:
         """Take the fused parameters' gradients, per param group, and the mirror indices
@@ -926,7 +636,7 @@ class FastStep:
             entry = (master, self._momentum(param, master), grads.pop(key))
             options = (group["lr"], group["momentum"], group["weight_decay"])
             taken = groups.setdefault(id(group), mirrored_sgd.Group([], [], *options))
-            # a copy never read (the sparse first layer's, lazily) is not worth writing
+            # a copy never read (the sparse first layer's) is not worth writing
             if index is not None and net._mirror.read[index]:
                 taken.copied.append((*entry, net._mirror.copies[index]))
                 fresh.append(index)
@@ -941,15 +651,6 @@ class FastStep:
         for index in fresh:
             self.net._mirror.mark_fresh(index)
 
-    def _apply_lazy(self, lazy: list[tuple]) -> None:
-        net = self.net
-        for param, rows, g_rows, group, copy in lazy:
-            w = (net.storage(param) if param.dim() == 2 else param).detach()
-            lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
-            row_sgd(w, self._momentum(param, w), rows, g_rows, lr, mu, wd, copy)
-            if copy is not None:
-                net._mirror.mark_fresh(net._mirror_index[id(param)])
-
     def _momentum(self, param: nn.Parameter, like: torch.Tensor) -> torch.Tensor:
         """SGD's momentum buffer of `param` (shaped like its storage), zeros before the
         first step: then m = mu * 0 + d = d, as SGD starts it."""
@@ -957,26 +658,6 @@ class FastStep:
         if state.get("momentum_buffer") is None:
             state["momentum_buffer"] = torch.zeros_like(like)
         return state["momentum_buffer"]
-
-    def _take_row_grads(self) -> list[tuple]:
-        """The lazy pass's (param, rows, row gradients, group, bf16 copy to keep fresh or
-        None); their params get no .grad, so optimizer.step() leaves them alone."""
-        net = self.net
-        if not net._row_grads:
-            return []
-        if self.before_update is not None:
-            raise ConfigError("lazy_updates is single-process only (no distributed training)")
-        taken = []
-        for key, (rows, g_rows) in net._row_grads.items():
-            param = self._params[key]
-            copy = None
-            index = net._mirror_index.get(key)
-            if index is not None and not net._mirror.stale[index]:
-                copy = net._mirror.copies[index]  # read this step: keep it current
-            param.grad = None
-            taken.append((param, rows, g_rows, self._groups[key], copy))
-        net._row_grads.clear()
-        return taken
 
     def __call__(self, batch: RowBatch) -> StepResult:
         net = self.net
@@ -1012,16 +693,6 @@ class FastStep:
         net.hidden_backward(gh, saved, None, None)
         self._update()
         return out
-
-
-def _check_lazy(model: AutoEncoder, optimizer, refeed_steps: int) -> None:
-    if refeed_steps > 0:
-        raise ConfigError("lazy_updates needs refeed_steps: 0 (re-fed passes touch every row)")
-    if model.constrained:
-        raise ConfigError("lazy_updates needs constrained: false (untied decoder)")
-    for group in optimizer.param_groups:
-        if not mirrored_sgd.supported_group(optimizer, group):
-            raise ConfigError("lazy_updates needs optimizer: sgd with momentum > 0")
 
 
 def keep_optimizer_state_in_param_layout(optimizer: torch.optim.Optimizer, first) -> None:
@@ -1071,11 +742,8 @@ def check_supported(model: AutoEncoder) -> None:
 
 
 __all__ = [
-    "INPUT_STRATEGIES",
-    "OUTPUT_STRATEGIES",
     "FastNet",
     "FastStep",
-    "Planner",
     "activation_backward",
     "use_input_major_first_layer",
 ]

@@ -32,7 +32,7 @@ activations, loss and update; GEMM results, gradients included, rounded to bf16)
 autocast.
 
 What it does not do (the trainer keeps the per-batch path then): optimizers other than SGD,
-input_row_scale, rated_indicator, lazy_updates, per-batch callbacks, mid-epoch checkpoints,
+input_row_scale, rated_indicator, per-batch callbacks, mid-epoch checkpoints,
 torchrun.
 """
 
@@ -43,7 +43,7 @@ import torch
 
 from deeprec.data.sparse import CSRMatrix
 from deeprec.model.autoencoder import AutoEncoder
-from deeprec.train.device_batches import (
+from deeprec.step.device_batches import (
     DeviceCSR,
     EpochPlan,
     bucket_sizes,
@@ -52,7 +52,7 @@ from deeprec.train.device_batches import (
     max_batch_nnz,
     plan_epoch,
 )
-from deeprec.train.fast_step import activation_backward
+from deeprec.step.fast import activation_backward
 
 # where the device's free memory is at least this multiple of the CSR matrix, it is kept there
 RESIDENT_MARGIN = 2.0
@@ -183,7 +183,7 @@ class DenseStepCore:
         buffer object changed (e.g. after optimizer.load_state_dict): graphs must be redone.
 
         Where FastStep keeps the first weight's state in its (n, h1) storage layout
-        (fast_step.keep_optimizer_state_in_param_layout), the buffer stays in that layout and
+        (step.fast.keep_optimizer_state_in_param_layout), the buffer stays in that layout and
         the step updates it through a transposed view, so checkpoints read the same."""
         first_layout = getattr(self.optimizer, "_deeprec_first_layout", None)
         objects, views = [], []
@@ -216,7 +216,7 @@ class DenseStepCore:
 
     # ------------------------------------------------------------ the step (capture-safe)
     def _noise(self, like: torch.Tensor, drop: float) -> torch.Tensor:
-        """F.dropout's scaled keep mask (as train/dropout_noise.py draws it, minus the CPU's
+        """F.dropout's scaled keep mask (as kernels/dropout_noise.py draws it, minus the CPU's
         vectorised generator, which a compiler cannot trace)."""
         keep = 1.0 - drop
         if like.is_cuda:
