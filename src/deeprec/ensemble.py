@@ -178,9 +178,11 @@ class Ensemble(Recommender):
             )
         self.members_: list[DeepRec] = []
         for k, config in enumerate(configs):
-            # members read training inputs only: the blend is fitted on validation
+            # members read training inputs while the blend is fitted on validation
             # predictions, which must not see the validation ratings as inputs
-            member = DeepRec.from_config(config, verbose=self.verbose, predict_inputs="train")
+            member = DeepRec.from_config(
+                config, verbose=self.verbose, predict_inputs="train", predict_center="train"
+            )
             hook = None
             if on_epoch_end is not None:
                 hook = lambda record, improved, k=k: on_epoch_end(k, record, improved)  # noqa: E731
@@ -214,6 +216,10 @@ class Ensemble(Recommender):
             self.valid_rmse_: float | None = float(np.sqrt(np.mean((blended - truth) ** 2)))
         else:
             self.valid_rmse_ = None
+        # the blend is fitted; from here on members predict as a DeepRec does, from the
+        # training and validation ratings (their `predict_inputs` default)
+        for member in self.members_:
+            member.set_params(predict_inputs="train+valid", predict_center="train+valid")
 
     # ----------------------------------------------------------- predict
     def _member_predictions(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:

@@ -36,10 +36,20 @@ def fitted(data) -> Ensemble:
     return Ensemble(members=MEMBERS).fit(data)
 
 
-def _member_matrix(model: Ensemble, dataset, split: str) -> tuple[np.ndarray, np.ndarray]:
+def _member_matrix(
+    model: Ensemble, dataset, split: str, training_inputs: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Member predictions as the members now predict, or (`training_inputs`) from training
+    ratings only, as the blend was fitted on."""
     part = dataset.split(split)
     users, items = part.users.astype(np.int64), part.items.astype(np.int64)
-    cols = [m._predict_indices(users, items) for m in model.members_]
+    cols = []
+    for member in model.members_:
+        saved = member.get_params()
+        if training_inputs:
+            member.set_params(predict_inputs="train", predict_center="train")
+        cols.append(member._predict_indices(users, items))
+        member.set_params(**saved)
     return np.stack(cols, axis=1), part.ratings.astype(np.float64)
 
 
@@ -58,9 +68,10 @@ def test_members_expand_presets_and_seeds() -> None:
 def test_each_member_is_the_deeprec_it_describes(data, fitted) -> None:
     assert len(fitted.members_) == 3
     assert [m.seed for m in fitted.members_] == [0, 1, 0]
-    # members read training inputs only (their blend is fitted on validation predictions)
-    assert {m.predict_inputs for m in fitted.members_} == {"train"}
-    alone = DeepRec(**{**SMALL, "orientation": "user", "center": "bias"}, predict_inputs="train")
+    # the blend was fitted on training-input predictions; afterwards members read training
+    # and validation ratings, as a lone DeepRec does by default
+    assert {m.predict_inputs for m in fitted.members_} == {"train+valid"}
+    alone = DeepRec(**{**SMALL, "orientation": "user", "center": "bias"})
     alone.fit(data)
     users, items = data.test.users.astype(np.int64), data.test.items.astype(np.int64)
     np.testing.assert_array_equal(
@@ -75,7 +86,7 @@ def _grouped(model: Ensemble, preds: np.ndarray) -> np.ndarray:
 
 def test_weights_are_least_squares_on_the_validation_split(data, fitted) -> None:
     assert fitted.groups_ == [0, 0, 1]  # the seeds of one member entry form a group
-    preds, truth = _member_matrix(fitted, data, "valid")
+    preds, truth = _member_matrix(fitted, data, "valid", training_inputs=True)
     grouped = _grouped(fitted, preds)
     expected, *_ = np.linalg.lstsq(np.c_[grouped, np.ones(len(truth))], truth, rcond=None)
     np.testing.assert_allclose(fitted.group_weights_, expected[:-1], atol=1e-10)
@@ -83,7 +94,7 @@ def test_weights_are_least_squares_on_the_validation_split(data, fitted) -> None
     w = fitted.group_weights_
     np.testing.assert_allclose(fitted.weights_, [w[0] / 2, w[0] / 2, w[1]], atol=1e-12)
     # not the test split's weights
-    t_preds, t_truth = _member_matrix(fitted, data, "test")
+    t_preds, t_truth = _member_matrix(fitted, data, "test", training_inputs=True)
     on_test, *_ = np.linalg.lstsq(
         np.c_[_grouped(fitted, t_preds), np.ones(len(t_truth))], t_truth, rcond=None
     )
