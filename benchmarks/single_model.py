@@ -8,6 +8,9 @@ DATA: ml100k (u1.base/u1.test, `given`; valid = seeded 10% of u1.base), filmtrus
 (ml-latest-small) (`random:0.8,0.1,0.1`), ml1m (ML-1M users 1-2999, `time-quantile:0.9`).
 Each override is applied on top of configs/ml-100k.yaml ("preset" = no overrides), or on
 top of configs/NAME.yaml with {"config": "NAME", ...}; one JSON line per trial. 1 torch thread unless DEEPREC_THREADS says otherwise.
+{"refit": [s, ...], ...} also refits the chosen settings on train + validation (all the
+training ratings) for round(s * the best epoch count) epochs, no validation, once per s, and
+prints each refit's test RMSE under "refits" (validation chose only the epoch count).
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from deeprec.data.dataset import PreparedDataset
+from deeprec.data.dataset import PreparedDataset, Split
 from deeprec.data.prepare import prepare_dataset
 from deeprec.estimator import DeepRec
 from deeprec.train.config import TrainConfig
@@ -51,18 +56,57 @@ def load(name: str) -> PreparedDataset:
     raise SystemExit(f"unknown data {name!r}")
 
 
+def merged(data: PreparedDataset) -> PreparedDataset:
+    """The dataset with its validation ratings moved back into train (no validation)."""
+    a, b = data.train, data.valid
+    train = Split(
+        users=np.concatenate([a.users, b.users]),
+        items=np.concatenate([a.items, b.items]),
+        ratings=np.concatenate([a.ratings, b.ratings]),
+    )
+    return replace(data, train=train, valid=Split.empty())
+
+
+def refit_test(data: PreparedDataset, params: dict, model: DeepRec, scale: float) -> dict:
+    """Test RMSE of the same settings trained on train + valid for the chosen epochs."""
+    phases = getattr(model, "phase_best_epochs_", None) or [model.best_epoch_]
+    epochs = [max(1, round(scale * e)) for e in phases]
+    fixed = {**params, "epochs": epochs[0], "early_stopping": 0}
+    if len(epochs) > 1:  # pre-training, then the global-kernel fine-tuning
+        fixed["finetune_epochs"] = epochs[1]
+    t = time.perf_counter()
+    refit = DeepRec(**fixed).fit(merged(data))
+    return {
+        "refit_test": round(refit.score(data, "test")["rmse"], 4),
+        "refit_epochs": epochs,
+        "refit_s": round(time.perf_counter() - t, 1),
+    }
+
+
 def main() -> None:
     torch.set_num_threads(int(os.environ.get("DEEPREC_THREADS", "1")))
     data = load(sys.argv[1])
     for raw in sys.argv[2:]:
         overrides = json.loads(raw)
         name = overrides.pop("config", "ml-100k")
+        scales = overrides.pop("refit", [])
+        scales = [float(x) for x in (scales if isinstance(scales, list) else [scales])]
         preset = TrainConfig.from_yaml(ROOT / "configs" / f"{name}.yaml").to_dict()
         params = {**preset, **overrides}
         t = time.perf_counter()
         model = DeepRec(**params).fit(data)
         secs = time.perf_counter() - t
         test = model.score(data, "test")
+        phases = getattr(model, "phase_best_epochs_", [model.best_epoch_])
+        if len(phases) > 1:  # the pre-training's best validation RMSE, before fine-tuning
+            extra_phase = {
+                "phase_best_epochs": phases,
+                "pretrain_valid": round(model.history_[phases[0] - 1].valid_rmse, 4),
+            }
+        else:
+            extra_phase = {}
+        refits = [{"scale": x, **refit_test(data, params, model, x)} for x in scales]
+        extra = {**extra_phase, **({"refits": refits} if refits else {})}
         print(
             json.dumps(
                 {
@@ -72,6 +116,7 @@ def main() -> None:
                     "best_epoch": model.best_epoch_,
                     "epochs_run": len(model.history_),
                     "s": round(secs, 1),
+                    **extra,
                     "config": name,
                     "overrides": overrides,
                     "curve_every_5": [

@@ -23,6 +23,7 @@ from deeprec.selection import SEARCHED_KEYS, select
 from deeprec.train.config import TrainConfig
 from deeprec.train.distributed import current_context, resolve_device
 from deeprec.train.evaluation import RatingScale, predict_rows
+from deeprec.train.global_finetune import convolved_rows, finetune, fold_in_input
 from deeprec.train.library_state import library_state
 from deeprec.train.trainer import EpochRecord, OrientedData, Trainer, build_model
 
@@ -66,6 +67,9 @@ class DeepRec(Recommender):
         rated_indicator: bool = _D.rated_indicator,
         weight_kernel_dim: int = _D.weight_kernel_dim,
         kernel_sparsity: float = _D.kernel_sparsity,
+        global_kernel: int = _D.global_kernel,
+        finetune_epochs: int = _D.finetune_epochs,
+        finetune_lr: float = _D.finetune_lr,
         lazy_updates: bool = _D.lazy_updates,
         optimizer: str | None = None,
         lr: float | None = None,
@@ -109,6 +113,9 @@ class DeepRec(Recommender):
         self.rated_indicator = rated_indicator
         self.weight_kernel_dim = weight_kernel_dim
         self.kernel_sparsity = kernel_sparsity
+        self.global_kernel = global_kernel
+        self.finetune_epochs = finetune_epochs
+        self.finetune_lr = finetune_lr
         self.lazy_updates = lazy_updates
         self.optimizer = optimizer
         self.lr = lr
@@ -236,7 +243,8 @@ class DeepRec(Recommender):
         self._fit_center(dataset, config.center, config.standardize)
         data = self._centered_data(dataset, config.orientation)
         with library_state(config.threads, config.seed):
-            self.module_ = build_model(config, data.train.shape[1]).to(device)
+            n_rows, n_inputs = data.train.shape
+            self.module_ = build_model(config, n_inputs, n_rows).to(device)
             self.rows_ = data.train
             self._train(dataset, config, data, dist, on_epoch_end, checkpointer)
         self.module_ = self.module_.cpu()  # [device] a fitted estimator predicts/saves on CPU
@@ -257,9 +265,28 @@ class DeepRec(Recommender):
         if checkpointer is not None:  # reliability (issue 8): checkpoints and --resume
             checkpointer.attach(trainer)
         result = trainer.fit()
-        self.history_: list[EpochRecord] = result.history
+        self.history_: list[EpochRecord] = list(result.history)
         self.best_epoch_ = result.best_epoch
         self.best_valid_rmse_ = result.best_valid_rmse
+        self.phase_best_epochs_ = [result.best_epoch]
+        if config.global_kernel:  # GLocal-K: fine-tune on the convolved matrix
+            if dist is not None:
+                raise ConfigError("global_kernel is not supported with distributed training")
+            tuned = finetune(
+                self.module_,
+                config,
+                data,
+                rating_range=dataset.rating_range,
+                rating_scale=self._rating_scale(config.orientation),
+                first_epoch=len(result.history) + 1,
+                on_epoch_end=on_epoch_end,
+            )
+            self.history_ += tuned.history
+            self.best_epoch_ = tuned.best_epoch
+            self.best_valid_rmse_ = tuned.best_valid_rmse
+            assert tuned.best_epoch is not None
+            self.phase_best_epochs_.append(tuned.best_epoch - len(result.history))  # 1-based
+            self.rows_ = convolved_rows(self.module_.cpu(), data.train)
 
     # ------------------------------------------------------------ centring
     def _fit_center(self, dataset: PreparedDataset, center: str, standardize: bool) -> None:
@@ -392,7 +419,7 @@ class DeepRec(Recommender):
             ratings, dtype=torch.float32
         )
         self.module_.eval()
-        return self.module_(x)[0].double().numpy()
+        return self.module_(fold_in_input(self.module_, x))[0].double().numpy()
 
     def _fold_in(self, items: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         """Encode a new user's ratings and read predictions off the output (user-based)."""
@@ -470,7 +497,7 @@ class DeepRec(Recommender):
         self.config_ = config
         n_inputs = self.n_items if config.orientation == "user" else self.n_users
         _check_encoder_shapes(state, n_inputs, config.hidden)  # before allocating (issue 8)
-        module = build_model(config, n_inputs)
+        module = build_model(config, n_inputs, self.n_items if config.global_kernel else 0)
         weights = {
             k.removeprefix("module."): v for k, v in state.items() if k.startswith("module.")
         }
@@ -495,6 +522,8 @@ class DeepRec(Recommender):
             raise CheckpointError(f"invalid center.scale {self.center_scale_!r} in the weights")
         rows = self._centered(self.train_)
         self.rows_ = rows if config.orientation == "user" else rows.transpose()
+        if config.global_kernel:  # the rows as the fine-tuned model reads them
+            self.rows_ = convolved_rows(module, self.rows_)
 
     def _load_center(self, state: dict[str, torch.Tensor], center: str) -> None:
         if center != "bias":
