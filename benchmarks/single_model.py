@@ -11,6 +11,8 @@ top of configs/NAME.yaml with {"config": "NAME", ...}; one JSON line per trial. 
 {"refit": [s, ...], ...} also refits the chosen settings on train + validation (all the
 training ratings) for round(s * the best epoch count) epochs, no validation, once per s, and
 prints each refit's test RMSE under "refits" (validation chose only the epoch count).
+{"shuffle_items": seed, ...} permutes the item indices first (the row order of an
+item-based model: only global_kernel depends on it).
 """
 
 from __future__ import annotations
@@ -67,6 +69,25 @@ def merged(data: PreparedDataset) -> PreparedDataset:
     return replace(data, train=train, valid=Split.empty())
 
 
+def shuffled_items(data: PreparedDataset, seed: int) -> PreparedDataset:
+    """The same ratings with the item indices (the rows of an item-based model) permuted:
+    only the order of the rows changes, which only the global kernel can see."""
+    perm = np.random.default_rng(seed).permutation(data.n_items)  # old index -> new index
+    inverse = np.argsort(perm)
+
+    def move(part: Split) -> Split:
+        return replace(part, items=perm[part.items].astype(part.items.dtype))
+
+    return replace(
+        data,
+        item_ids=data.item_ids[inverse],
+        train=move(data.train),
+        valid=move(data.valid),
+        test=move(data.test),
+        items=None,
+    )
+
+
 def refit_test(data: PreparedDataset, params: dict, model: DeepRec, scale: float) -> dict:
     """Test RMSE of the same settings trained on train + valid for the chosen epochs."""
     phases = getattr(model, "phase_best_epochs_", None) or [model.best_epoch_]
@@ -93,10 +114,15 @@ def main() -> None:
         scales = [float(x) for x in (scales if isinstance(scales, list) else [scales])]
         preset = TrainConfig.from_yaml(ROOT / "configs" / f"{name}.yaml").to_dict()
         params = {**preset, **overrides}
+        shuffle = overrides.pop("shuffle_items", None)
+        params = {k: v for k, v in params.items() if k != "shuffle_items"}
+        if shuffle is not None:
+            overrides["shuffle_items"] = shuffle
+        trial = data if shuffle is None else shuffled_items(data, int(shuffle))
         t = time.perf_counter()
-        model = DeepRec(**params).fit(data)
+        model = DeepRec(**params).fit(trial)
         secs = time.perf_counter() - t
-        test = model.score(data, "test")
+        test = model.score(trial, "test")
         phases = getattr(model, "phase_best_epochs_", [model.best_epoch_])
         if len(phases) > 1:  # the pre-training's best validation RMSE, before fine-tuning
             extra_phase = {
@@ -105,7 +131,7 @@ def main() -> None:
             }
         else:
             extra_phase = {}
-        refits = [{"scale": x, **refit_test(data, params, model, x)} for x in scales]
+        refits = [{"scale": x, **refit_test(trial, params, model, x)} for x in scales]
         extra = {**extra_phase, **({"refits": refits} if refits else {})}
         print(
             json.dumps(

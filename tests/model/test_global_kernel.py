@@ -89,8 +89,12 @@ def test_csr_convolution_in_blocks_equals_the_dense_one(block: int) -> None:
 def test_kernel_comes_from_pooled_outputs() -> None:
     pooled = torch.tensor([1.0, 2.0])
     weight = torch.arange(18, dtype=torch.float32).view(2, 9)
-    expected = (weight[0] + 2 * weight[1]).view(3, 3)
+    expected = ((weight[0] + 2 * weight[1]) / 2).view(3, 3)
+    expected[1, 1] += 1.0  # the identity kernel: fine-tuning starts at the pre-trained model
     torch.testing.assert_close(kernel_from_pooled(pooled, weight), expected)
+    x = _sparse_dense(2, (5, 4))
+    g = kernel_from_pooled(pooled, torch.zeros(2, 9))
+    np.testing.assert_array_equal(global_conv(torch.from_numpy(x), g).numpy(), x)
 
 
 def test_global_pool_leaves_the_other_initial_weights_unchanged() -> None:

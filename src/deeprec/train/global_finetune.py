@@ -2,12 +2,12 @@
 
 Every epoch is one full-batch step on the dense (rows x columns) training matrix X:
 p = mean over columns of model(X) (the local model's reconstruction, one value per row),
-G = reshape(p @ P, (k, k)), input = ReLU(X cross-correlated with G), loss = the masked MSE
-of model(input) against X on the observed entries (+ the kernel penalty; L2 through the
-optimizer as in pre-training). Gradients flow into the autoencoder through both passes and
-into P. Why full batch: the convolution mixes neighbouring rows and G depends on every
-row's output, so a row batch cannot be stepped alone; the small sets this is for (ML-100K:
-1,682 x 943) fit in memory. Validation after each epoch scores the model on its convolved
+G = identity + reshape(p @ P, (k, k)) / n_rows, input = ReLU(X cross-correlated with G),
+loss = the masked MSE of model(input) against X on the observed entries (+ the kernel
+penalty; L2 through the optimizer as in pre-training). Gradients flow into the autoencoder
+through both passes and into P. Why full batch: the convolution mixes neighbouring rows
+and G depends on every row's output, so a row batch cannot be stepped alone; the small
+sets this is for (ML-100K: 1,682 x 943) fit in memory. Validation after each epoch scores the model on its convolved
 training rows, as predictions will; the best epoch's weights and G are kept.
 """
 
