@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deeprec.data.carve import with_validation_merged
 from deeprec.data.dataset import PreparedDataset, Split
 from deeprec.data.prepare import prepare_dataset
 from deeprec.estimator import DeepRec
@@ -58,17 +59,6 @@ def load(name: str) -> PreparedDataset:
     raise SystemExit(f"unknown data {name!r}")
 
 
-def merged(data: PreparedDataset) -> PreparedDataset:
-    """The dataset with its validation ratings moved back into train (no validation)."""
-    a, b = data.train, data.valid
-    train = Split(
-        users=np.concatenate([a.users, b.users]),
-        items=np.concatenate([a.items, b.items]),
-        ratings=np.concatenate([a.ratings, b.ratings]),
-    )
-    return replace(data, train=train, valid=Split.empty())
-
-
 def shuffled_items(data: PreparedDataset, seed: int) -> PreparedDataset:
     """The same ratings with the item indices (the rows of an item-based model) permuted:
     only the order of the rows changes, which only the global kernel can see."""
@@ -96,7 +86,7 @@ def refit_test(data: PreparedDataset, params: dict, model: DeepRec, scale: float
     if len(epochs) > 1:  # pre-training, then the global-kernel fine-tuning
         fixed["finetune_epochs"] = epochs[1]
     t = time.perf_counter()
-    refit = DeepRec(**fixed).fit(merged(data))
+    refit = DeepRec(**fixed).fit(with_validation_merged(data))
     return {
         "refit_test": round(refit.score(data, "test")["rmse"], 4),
         "refit_epochs": epochs,

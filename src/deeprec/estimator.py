@@ -6,6 +6,7 @@ search work; `fit` returns self; predictions speak raw ids.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -14,7 +15,7 @@ import torch
 
 from deeprec.base import Recommender
 from deeprec.baselines.bias import fit_biases, fold_in_bias
-from deeprec.data.carve import with_carved_validation
+from deeprec.data.carve import with_carved_validation, with_validation_merged
 from deeprec.data.dataset import PreparedDataset
 from deeprec.data.sparse import CSRMatrix
 from deeprec.errors import CheckpointError, ConfigError, DataError
@@ -70,6 +71,7 @@ class DeepRec(Recommender):
         global_kernel: int = _D.global_kernel,
         finetune_epochs: int = _D.finetune_epochs,
         finetune_lr: float = _D.finetune_lr,
+        refit: bool = _D.refit,
         lazy_updates: bool = _D.lazy_updates,
         optimizer: str | None = None,
         lr: float | None = None,
@@ -116,6 +118,7 @@ class DeepRec(Recommender):
         self.global_kernel = global_kernel
         self.finetune_epochs = finetune_epochs
         self.finetune_lr = finetune_lr
+        self.refit = refit
         self.lazy_updates = lazy_updates
         self.optimizer = optimizer
         self.lr = lr
@@ -249,6 +252,31 @@ class DeepRec(Recommender):
             self._train(dataset, config, data, dist, on_epoch_end, checkpointer)
         self.module_ = self.module_.cpu()  # [device] a fitted estimator predicts/saves on CPU
         self.module_.eval()
+        if config.refit and dataset.valid.ratings.shape[0] > 0:
+            self._refit(dataset, config)
+
+    def _refit(self, dataset: PreparedDataset, config: TrainConfig) -> None:
+        """refit: the same settings and seed trained again on train + validation for the
+        epoch counts validation chose (pre-training, fine-tuning); the chosen run's history
+        and validation RMSE stay the record (nothing is left to validate the refit on)."""
+        epochs = list(self.phase_best_epochs_)
+        if any(e is None for e in epochs):
+            return
+        fixed = replace(
+            config,
+            epochs=epochs[0],
+            finetune_epochs=epochs[1] if len(epochs) > 1 else config.finetune_epochs,
+            early_stopping=0,
+            refit=False,
+        )
+        chosen = (self.history_, self.best_epoch_, self.best_valid_rmse_, epochs)
+        merged = with_validation_merged(dataset)
+        self._set_index(merged)  # predictions read every training rating
+        self._fit_config(merged, fixed)
+        self.refit_history_ = self.history_
+        self.history_, self.best_epoch_, self.best_valid_rmse_, self.phase_best_epochs_ = chosen
+        self.refit_epochs_ = epochs
+        self.config_ = config
 
     def _train(self, dataset, config, data, dist, on_epoch_end, checkpointer) -> None:
         trainer = Trainer(
@@ -370,7 +398,7 @@ class DeepRec(Recommender):
         """
         dataset = self._input_dataset(train, valid, columns)
         self._set_index(dataset)
-        for name in ("config_", "selection_"):
+        for name in ("config_", "selection_", "refit_epochs_", "refit_history_"):
             vars(self).pop(name, None)  # a refit chooses again
         self._fit_dataset(dataset, on_epoch_end=on_epoch_end, checkpointer=checkpointer, echo=echo)
         return self
@@ -559,6 +587,7 @@ class DeepRec(Recommender):
             "selection": selection,
             "best_epoch": getattr(self, "best_epoch_", None),
             "best_valid_rmse": getattr(self, "best_valid_rmse_", None),
+            "refit_epochs": getattr(self, "refit_epochs_", None),
             "history": history,
             "architecture": self.module_.architecture(),
         }
@@ -568,6 +597,8 @@ class DeepRec(Recommender):
             self.selection_ = meta["selection"]
         self.best_epoch_ = meta.get("best_epoch")
         self.best_valid_rmse_ = meta.get("best_valid_rmse")
+        if meta.get("refit_epochs") is not None:
+            self.refit_epochs_ = meta["refit_epochs"]
         self.history_ = [EpochRecord(**r) for r in meta.get("history", [])]
 
     @classmethod

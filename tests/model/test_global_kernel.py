@@ -1,6 +1,7 @@
 """GLocal-K's global kernel (global_kernel, finetune_epochs): the convolution against a
 direct computation, the kernel from pooled outputs, the fine-tuning phase, save/load and
-prediction after load, fold-in through the same convolution, config checks."""
+prediction after load, fold-in through the same convolution; the final fit on train +
+validation (refit); config checks."""
 
 from __future__ import annotations
 
@@ -163,6 +164,45 @@ def test_fold_in_item_applies_the_same_convolution(dataset) -> None:
     assert not np.allclose(out, raw.double().numpy())
 
 
+@pytest.mark.parametrize("glocal", [False, True])
+def test_refit_trains_on_train_and_valid_for_the_chosen_epochs(dataset, tmp_path, glocal) -> None:
+    kw = dict(GLOBAL, epochs=6, finetune_epochs=5, early_stopping=10)
+    if not glocal:
+        kw.update(global_kernel=0, finetune_epochs=0)
+    chosen = DeepRec(**kw).fit(dataset)
+    model = DeepRec(**kw, refit=True).fit(dataset)
+    # the record is the chosen run's; the refit ran that many epochs on every rating
+    assert model.best_valid_rmse_ == chosen.best_valid_rmse_
+    assert model.refit_epochs_ == chosen.phase_best_epochs_
+    assert len(model.refit_history_) == sum(chosen.phase_best_epochs_)
+    assert all(r.valid_rmse is None for r in model.refit_history_)
+    n_all = dataset.train.ratings.shape[0] + dataset.valid.ratings.shape[0]
+    assert model.train_.nnz == n_all and chosen.train_.nnz < n_all
+    assert model.config().refit and model.config().epochs == kw["epochs"]
+    test = dataset.to_pandas("test")
+    users, items = test["user"].to_numpy(), test["item"].to_numpy()
+    pred = model.predict(users, items, clip=False)
+    assert not np.allclose(pred, chosen.predict(users, items, clip=False))
+    model.save(tmp_path / "m")
+    loaded = DeepRec.load(tmp_path / "m")
+    assert loaded.refit and loaded.refit_epochs_ == model.refit_epochs_
+    np.testing.assert_array_equal(loaded.predict(users, items, clip=False), pred)
+
+
+def test_refit_without_validation_is_the_plain_fit(dataset) -> None:
+    from dataclasses import replace
+
+    from deeprec.data.dataset import Split
+
+    no_valid = replace(dataset, valid=Split.empty())
+    kw = dict(GLOBAL, global_kernel=0, finetune_epochs=0)
+    plain = DeepRec(**kw).fit(no_valid)
+    refit = DeepRec(**kw, refit=True).fit(no_valid)
+    assert not hasattr(refit, "refit_epochs_")
+    users, items = no_valid.train.users, no_valid.train.items
+    np.testing.assert_array_equal(refit.predict(users, items), plain.predict(users, items))
+
+
 @pytest.mark.parametrize(
     ("values", "field"),
     [
@@ -174,6 +214,7 @@ def test_fold_in_item_applies_the_same_convolution(dataset) -> None:
         ({"finetune_epochs": 5}, "finetune_epochs"),  # no global kernel
         ({"finetune_lr": -0.1}, "finetune_lr"),
         ({"finetune_epochs": 1.5}, "finetune_epochs"),
+        ({"refit": "yes"}, "refit"),
     ],
 )
 def test_bad_global_kernel_values_raise_config_error(values: dict, field: str) -> None:

@@ -76,6 +76,10 @@ class TrainConfig:
     global_kernel: int = 0
     finetune_epochs: int = 0
     finetune_lr: float = 0.0
+    # true: once validation has chosen the epoch count(s), train the same settings again
+    # from the same seed on the training and validation ratings together for that many
+    # epochs (the final fit; no effect without a validation split)
+    refit: bool = False
     optimizer: str = "adam"
     lr: float = 0.001
     momentum: float = 0.9
@@ -241,6 +245,7 @@ class TrainConfig:
             "reuse_freed_memory",
             "lazy_updates",
             "cuda_graphs",
+            "refit",
         ):
             _expect(isinstance(getattr(self, key), bool), key, "must be true or false")
         self.lr_milestones = [_int("lr_milestones", m) for m in self.lr_milestones]
