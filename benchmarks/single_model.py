@@ -8,9 +8,10 @@ DATA: ml100k (u1.base/u1.test, `given`; valid = seeded 10% of u1.base), filmtrus
 (ml-latest-small) (`random:0.8,0.1,0.1`), ml1m (ML-1M users 1-2999, `time-quantile:0.9`).
 Each override is applied on top of configs/ml-100k.yaml ("preset" = no overrides), or on
 top of configs/NAME.yaml with {"config": "NAME", ...}; one JSON line per trial. 1 torch thread unless DEEPREC_THREADS says otherwise.
-{"refit": [s, ...], ...} also refits the chosen settings on train + validation (all the
-training ratings) for round(s * the best epoch count) epochs, no validation, once per s, and
-prints each refit's test RMSE under "refits" (validation chose only the epoch count).
+{"refit": [s, ...], ...} (a list; true/false sets the config option `refit`) also
+refits the chosen settings on train + validation (all the training ratings) for
+round(s * the best epoch count) epochs, no validation, once per s, and prints each refit's
+test RMSE under "refits" (validation chose only the epoch count).
 {"shuffle_items": seed, ...} permutes the item indices first (the row order of an
 item-based model: only global_kernel depends on it).
 """
@@ -100,8 +101,9 @@ def main() -> None:
     for raw in sys.argv[2:]:
         overrides = json.loads(raw)
         name = overrides.pop("config", "ml-100k")
-        scales = overrides.pop("refit", [])
-        scales = [float(x) for x in (scales if isinstance(scales, list) else [scales])]
+        # a list: this script's refits; true/false: the config option (TrainConfig.refit)
+        scales = overrides.pop("refit") if isinstance(overrides.get("refit"), list) else []
+        scales = [float(x) for x in scales]
         preset = TrainConfig.from_yaml(ROOT / "configs" / f"{name}.yaml").to_dict()
         params = {**preset, **overrides}
         shuffle = overrides.pop("shuffle_items", None)
