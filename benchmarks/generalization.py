@@ -87,18 +87,9 @@ def winner_settings(name: str) -> dict[str, Any]:
 def refit_entry(dataset: Any, chosen: dict[str, Any]) -> DeepRec:
     """`defaults+refit`: the defaults' winner (from the stored `defaults:inputs=train` entry
     of this set) trained again on train + validation for its best epoch count."""
-    from dataclasses import replace
+    from deeprec.data.carve import with_validation_merged
 
-    from deeprec.data.dataset import Split
-
-    parts = (dataset.train, dataset.valid)
-    merged = Split(
-        users=np.concatenate([p.users for p in parts]),
-        items=np.concatenate([p.items for p in parts]),
-        ratings=np.concatenate([p.ratings for p in parts]),
-        timestamps=None,
-    )
-    whole = replace(dataset, train=merged, valid=Split.empty())
+    whole = with_validation_merged(dataset)
     settings = {**winner_settings(chosen["selected"]), "epochs": int(chosen["best_epoch"])}
     return DeepRec(**settings).fit(whole)
 

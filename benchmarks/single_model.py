@@ -8,6 +8,12 @@ DATA: ml100k (u1.base/u1.test, `given`; valid = seeded 10% of u1.base), filmtrus
 (ml-latest-small) (`random:0.8,0.1,0.1`), ml1m (ML-1M users 1-2999, `time-quantile:0.9`).
 Each override is applied on top of configs/ml-100k.yaml ("preset" = no overrides), or on
 top of configs/NAME.yaml with {"config": "NAME", ...}; one JSON line per trial. 1 torch thread unless DEEPREC_THREADS says otherwise.
+{"refit": [s, ...], ...} (a list; true/false sets the config option `refit`) also
+refits the chosen settings on train + validation (all the training ratings) for
+round(s * the best epoch count) epochs, no validation, once per s, and prints each refit's
+test RMSE under "refits" (validation chose only the epoch count).
+{"shuffle_items": seed, ...} permutes the item indices first (the row order of an
+item-based model: only global_kernel depends on it); validation only (test is NaN).
 """
 
 from __future__ import annotations
@@ -16,11 +22,14 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from deeprec.data.dataset import PreparedDataset
+from deeprec.data.carve import with_validation_merged
+from deeprec.data.dataset import PreparedDataset, Split
 from deeprec.data.prepare import prepare_dataset
 from deeprec.estimator import DeepRec
 from deeprec.train.config import TrainConfig
@@ -51,18 +60,72 @@ def load(name: str) -> PreparedDataset:
     raise SystemExit(f"unknown data {name!r}")
 
 
+def shuffled_items(data: PreparedDataset, seed: int) -> PreparedDataset:
+    """The same ratings with the item indices (the rows of an item-based model) permuted:
+    only the order of the rows changes, which only the global kernel can see."""
+    perm = np.random.default_rng(seed).permutation(data.n_items)  # old index -> new index
+    inverse = np.argsort(perm)
+
+    def move(part: Split) -> Split:
+        return replace(part, items=perm[part.items].astype(part.items.dtype))
+
+    return replace(
+        data,
+        item_ids=data.item_ids[inverse],
+        train=move(data.train),
+        valid=move(data.valid),
+        test=move(data.test),
+        items=None,
+    )
+
+
+def refit_test(data: PreparedDataset, params: dict, model: DeepRec, scale: float) -> dict:
+    """Test RMSE of the same settings trained on train + valid for the chosen epochs."""
+    phases = getattr(model, "phase_best_epochs_", None) or [model.best_epoch_]
+    epochs = [max(1, round(scale * e)) for e in phases]
+    fixed = {**params, "epochs": epochs[0], "early_stopping": 0}
+    if len(epochs) > 1:  # pre-training, then the global-kernel fine-tuning
+        fixed["finetune_epochs"] = epochs[1]
+    t = time.perf_counter()
+    refit = DeepRec(**fixed).fit(with_validation_merged(data))
+    return {
+        "refit_test": round(refit.score(data, "test")["rmse"], 4),
+        "refit_epochs": epochs,
+        "refit_s": round(time.perf_counter() - t, 1),
+    }
+
+
 def main() -> None:
     torch.set_num_threads(int(os.environ.get("DEEPREC_THREADS", "1")))
     data = load(sys.argv[1])
     for raw in sys.argv[2:]:
         overrides = json.loads(raw)
         name = overrides.pop("config", "ml-100k")
+        # a list: this script's refits; true/false: the config option (TrainConfig.refit)
+        scales = overrides.pop("refit") if isinstance(overrides.get("refit"), list) else []
+        scales = [float(x) for x in scales]
         preset = TrainConfig.from_yaml(ROOT / "configs" / f"{name}.yaml").to_dict()
         params = {**preset, **overrides}
+        shuffle = overrides.pop("shuffle_items", None)
+        params = {k: v for k, v in params.items() if k != "shuffle_items"}
+        if shuffle is not None:
+            overrides["shuffle_items"] = shuffle
+        trial = data if shuffle is None else shuffled_items(data, int(shuffle))
         t = time.perf_counter()
-        model = DeepRec(**params).fit(data)
+        model = DeepRec(**params).fit(trial)
         secs = time.perf_counter() - t
-        test = model.score(data, "test")
+        # a shuffled trial's id map is unsorted, which raw-id lookups need: no test score
+        test = model.score(trial, "test") if shuffle is None else {"rmse": float("nan")}
+        phases = getattr(model, "phase_best_epochs_", [model.best_epoch_])
+        if len(phases) > 1:  # the pre-training's best validation RMSE, before fine-tuning
+            extra_phase = {
+                "phase_best_epochs": phases,
+                "pretrain_valid": round(model.history_[phases[0] - 1].valid_rmse, 4),
+            }
+        else:
+            extra_phase = {}
+        refits = [{"scale": x, **refit_test(trial, params, model, x)} for x in scales]
+        extra = {**extra_phase, **({"refits": refits} if refits else {})}
         print(
             json.dumps(
                 {
@@ -72,6 +135,7 @@ def main() -> None:
                     "best_epoch": model.best_epoch_,
                     "epochs_run": len(model.history_),
                     "s": round(secs, 1),
+                    **extra,
                     "config": name,
                     "overrides": overrides,
                     "curve_every_5": [

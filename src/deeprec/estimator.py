@@ -6,6 +6,7 @@ search work; `fit` returns self; predictions speak raw ids.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -14,7 +15,7 @@ import torch
 
 from deeprec.base import Recommender
 from deeprec.baselines.bias import fit_biases, fold_in_bias
-from deeprec.data.carve import with_carved_validation
+from deeprec.data.carve import with_carved_validation, with_validation_merged
 from deeprec.data.dataset import PreparedDataset
 from deeprec.data.prediction_inputs import check_source, coo
 from deeprec.data.sparse import CSRMatrix
@@ -24,6 +25,7 @@ from deeprec.selection import SEARCHED_KEYS, select
 from deeprec.train.config import TrainConfig
 from deeprec.train.distributed import current_context, resolve_device
 from deeprec.train.evaluation import RatingScale, predict_rows
+from deeprec.train.global_finetune import convolved_rows, finetune, fold_in_input
 from deeprec.train.library_state import library_state
 from deeprec.train.trainer import EpochRecord, OrientedData, Trainer, build_model
 
@@ -83,6 +85,10 @@ class DeepRec(Recommender):
         rated_indicator: bool = _D.rated_indicator,
         weight_kernel_dim: int = _D.weight_kernel_dim,
         kernel_sparsity: float = _D.kernel_sparsity,
+        global_kernel: int = _D.global_kernel,
+        finetune_epochs: int = _D.finetune_epochs,
+        finetune_lr: float = _D.finetune_lr,
+        refit: bool = _D.refit,
         optimizer: str | None = None,
         lr: float | None = None,
         momentum: float = _D.momentum,
@@ -111,7 +117,6 @@ class DeepRec(Recommender):
         valid_fraction: float = 0.1,
         predict_inputs: str = "train+valid",
         predict_center: str = "train+valid",
-        refit: bool = False,
         verbose: bool = False,
     ) -> None:
         self.hidden = hidden
@@ -129,6 +134,10 @@ class DeepRec(Recommender):
         self.rated_indicator = rated_indicator
         self.weight_kernel_dim = weight_kernel_dim
         self.kernel_sparsity = kernel_sparsity
+        self.global_kernel = global_kernel
+        self.finetune_epochs = finetune_epochs
+        self.finetune_lr = finetune_lr
+        self.refit = refit
         self.optimizer = optimizer
         self.lr = lr
         self.momentum = momentum
@@ -157,7 +166,6 @@ class DeepRec(Recommender):
         self.valid_fraction = valid_fraction
         self.predict_inputs = predict_inputs
         self.predict_center = predict_center
-        self.refit = refit
         self.verbose = verbose
 
     # ------------------------------------------------------------ config
@@ -220,32 +228,30 @@ class DeepRec(Recommender):
             self._refit(dataset)
 
     def _refit(self, dataset: PreparedDataset) -> None:
-        """Train the chosen config again on train + validation for its best epoch count
-        (no validation is left: the last epoch is kept); the selection report stays."""
-        from dataclasses import replace
-
-        from deeprec.data.dataset import Split
-
-        parts = (dataset.train, dataset.valid)
-        stamps = [p.timestamps for p in parts]
-        merged = Split(
-            users=np.concatenate([p.users for p in parts]),
-            items=np.concatenate([p.items for p in parts]),
-            ratings=np.concatenate([p.ratings for p in parts]),
-            timestamps=None if any(t is None for t in stamps) else np.concatenate(stamps),
+        """refit: the chosen settings and seed trained again on train + validation for the
+        epoch counts validation chose (pre-training and, with a global kernel, fine-tuning;
+        no validation is left, so the last epoch is kept). The chosen run's history,
+        validation RMSE, config and selection stay the record; `refit_` says what ran."""
+        epochs = list(getattr(self, "phase_best_epochs_", None) or [self.best_epoch_])
+        if any(e is None for e in epochs):
+            return
+        config = self.config()
+        fixed = replace(
+            config,
+            epochs=int(epochs[0]),
+            finetune_epochs=int(epochs[1]) if len(epochs) > 1 else config.finetune_epochs,
+            early_stopping=0,
+            refit=False,
         )
-        whole = replace(dataset, train=merged, valid=Split.empty())
-        epochs = max(1, int(self.best_epoch_ or self.config().epochs))
-        config = TrainConfig.from_dict(
-            {**self.config().to_dict(), "epochs": epochs}, source="refit"
-        )
-        model = DeepRec(**{**self.get_params(), "verbose": False})
-        model._set_index(whole)
-        model._fit_config(whole, config)
-        fitted = {k: v for k, v in vars(model).items() if k.endswith("_")}
-        vars(self).update(fitted)
+        record = (self.history_, self.best_epoch_, self.best_valid_rmse_, epochs)
+        merged = with_validation_merged(dataset)
+        self._set_index(merged)  # predictions read every rating the fit was given
+        self._fit_config(merged, fixed)
+        self.refit_history_ = self.history_
+        self.history_, self.best_epoch_, self.best_valid_rmse_, self.phase_best_epochs_ = record
+        self.config_ = config
+        self.refit_ = {"epochs": epochs, "ratings": int(merged.train.ratings.shape[0])}
         self._drop_prediction_cache()
-        self.refit_ = {"epochs": epochs, "ratings": int(merged.ratings.shape[0])}
 
     def _select(self, dataset: PreparedDataset, echo: Any = None) -> PreparedDataset:
         """Choose among deeprec.selection's candidates on validation; keep the winner.
@@ -291,7 +297,8 @@ class DeepRec(Recommender):
         self._fit_center(dataset, config.center, config.standardize)
         data = self._centered_data(dataset, config.orientation)
         with library_state(config.threads, config.seed):
-            self.module_ = build_model(config, data.train.shape[1]).to(device)
+            n_rows, n_inputs = data.train.shape
+            self.module_ = build_model(config, n_inputs, n_rows).to(device)
             self._train(dataset, config, data, dist, on_epoch_end, checkpointer)
         self.module_ = self.module_.cpu()  # [device] a fitted estimator predicts/saves on CPU
         self.module_.eval()
@@ -312,9 +319,27 @@ class DeepRec(Recommender):
         if checkpointer is not None:  # reliability (issue 8): checkpoints and --resume
             checkpointer.attach(trainer)
         result = trainer.fit()
-        self.history_: list[EpochRecord] = result.history
+        self.history_: list[EpochRecord] = list(result.history)
         self.best_epoch_ = result.best_epoch
         self.best_valid_rmse_ = result.best_valid_rmse
+        self.phase_best_epochs_ = [result.best_epoch]
+        if config.global_kernel:  # GLocal-K: fine-tune on the convolved matrix
+            if dist is not None:
+                raise ConfigError("global_kernel is not supported with distributed training")
+            tuned = finetune(
+                self.module_,
+                config,
+                data,
+                rating_range=dataset.rating_range,
+                rating_scale=self._rating_scale(config.orientation),
+                first_epoch=len(result.history) + 1,
+                on_epoch_end=on_epoch_end,
+            )
+            self.history_ += tuned.history
+            self.best_epoch_ = tuned.best_epoch
+            self.best_valid_rmse_ = tuned.best_valid_rmse
+            assert tuned.best_epoch is not None
+            self.phase_best_epochs_.append(tuned.best_epoch - len(result.history))  # 1-based
 
     # ------------------------------------------------------------ centring
     def _fit_center(self, dataset: PreparedDataset, center: str, standardize: bool) -> None:
@@ -419,6 +444,8 @@ class DeepRec(Recommender):
         rows = self._centered(self.input_ratings(), biases)
         if self._orientation == "item":
             rows = rows.transpose()
+        if self.config().global_kernel:  # the rows as the fine-tuned model reads them
+            rows = convolved_rows(self.module_, rows)
         vars(self)["_prediction_cache"] = (key, (rows, biases))
         return rows, biases
 
@@ -523,7 +550,7 @@ class DeepRec(Recommender):
             ratings, dtype=torch.float32
         )
         self.module_.eval()
-        return self.module_(x)[0].double().numpy()
+        return self.module_(fold_in_input(self.module_, x))[0].double().numpy()
 
     def _fold_in(self, items: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         """Encode a new user's ratings and read predictions off the output (user-based)."""
@@ -601,7 +628,7 @@ class DeepRec(Recommender):
         self.config_ = config
         n_inputs = self.n_items if config.orientation == "user" else self.n_users
         _check_encoder_shapes(state, n_inputs, config.hidden)  # before allocating (issue 8)
-        module = build_model(config, n_inputs)
+        module = build_model(config, n_inputs, self.n_items if config.global_kernel else 0)
         weights = {
             k.removeprefix("module."): v for k, v in state.items() if k.startswith("module.")
         }

@@ -114,7 +114,7 @@ def test_the_expected_presets_exist() -> None:
 @pytest.mark.parametrize("path", PRESETS, ids=[p.name for p in PRESETS])
 def test_every_preset_loads_validates_and_builds(path: Path) -> None:
     cfg = TrainConfig.from_yaml(path)
-    model = build_model(cfg, 50)
+    model = build_model(cfg, 50, n_rows=40)  # n_rows: global_kernel's pooling matrix
     assert model.hidden == cfg.hidden
     # every key a preset sets is spelled out (no silent defaults for the architecture)
     text = path.read_text()

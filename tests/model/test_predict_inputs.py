@@ -213,10 +213,13 @@ def test_refit_trains_the_chosen_model_again_on_train_plus_valid(dataset) -> Non
     stopped = DeepRec(**params).fit(dataset)
     refitted = DeepRec(**params, refit=True).fit(dataset)
     assert refitted.refit_ == {
-        "epochs": stopped.best_epoch_,
+        "epochs": [stopped.best_epoch_],
         "ratings": len(dataset.train) + len(dataset.valid),
     }
-    assert refitted.config_.epochs == stopped.best_epoch_
+    # the record stays the chosen run's: its config, best epoch and validation RMSE
+    assert refitted.config_.epochs == params["epochs"]
+    assert refitted.best_valid_rmse_ == stopped.best_valid_rmse_
+    assert len(refitted.refit_history_) == stopped.best_epoch_
     assert refitted.valid_.nnz == 0
     assert _pairs(refitted.train_) == _split_pairs(dataset, "train") | _split_pairs(
         dataset, "valid"

@@ -78,3 +78,22 @@ def with_carved_validation(dataset: Any, fraction: float, seed: int) -> Any:
     meta = {**dataset.meta, "rating_range": list(dataset.rating_range)}
     meta["valid_carved"] = {"fraction": fraction, "seed": seed, "rows": int(picked.sum())}
     return replace(dataset, train=part(~picked), valid=part(picked), meta=meta)
+
+
+def with_validation_merged(dataset: Any) -> Any:
+    """The dataset with its validation ratings moved back into train and no validation:
+    the final fit on every training rating, once validation has chosen (TrainConfig.refit)."""
+    from deeprec.data.dataset import Split
+
+    a, b = dataset.train, dataset.valid
+    stamps = None
+    if a.timestamps is not None and b.timestamps is not None:
+        stamps = np.concatenate([a.timestamps, b.timestamps])
+    train = Split(
+        users=np.concatenate([a.users, b.users]),
+        items=np.concatenate([a.items, b.items]),
+        ratings=np.concatenate([a.ratings, b.ratings]),
+        timestamps=stamps,
+    )
+    meta = {**dataset.meta, "rating_range": list(dataset.rating_range)}
+    return replace(dataset, train=train, valid=Split.empty(), meta=meta)

@@ -24,6 +24,14 @@ by 1 or more is exactly zero. The vectors start near 0 (K ~ 1, W_eff ~ W); train
 penalty on ||K||^2 (TrainConfig.kernel_sparsity) prunes connections. 0 = off (the default).
 Every read of a weight matrix goes through `encoder_weight(i)` / `decoder_weight(i)`, which
 return the effective matrices.
+
+``global_kernel`` = k > 0 (odd) with ``n_rows`` adds GLocal-K's global kernel
+(model/global_kernel.py): a learned (n_rows, k*k) matrix ``global_pool`` that turns the
+per-row mean of the model's own reconstruction into a k x k convolution kernel, and the
+buffer ``global_kernel_matrix``, the kernel the fine-tuned model was selected with (saved
+with the weights; predictions read the rating matrix convolved with it). The forward pass
+itself is unchanged: the convolution needs neighbouring rows, so the caller applies it
+(train/global_finetune.py, the estimator). 0 = off (the default).
 """
 
 from __future__ import annotations
@@ -57,6 +65,8 @@ class AutoEncoder(nn.Module):
         input_row_scale: float = 0.0,
         rated_indicator: bool = False,
         weight_kernel_dim: int = 0,
+        global_kernel: int = 0,
+        n_rows: int = 0,
     ) -> None:
         super().__init__()
         hidden = [int(h) for h in hidden]
@@ -81,7 +91,15 @@ class AutoEncoder(nn.Module):
             raise ConfigError(
                 "weight_kernel_dim cannot be combined with constrained (tied) weights"
             )
+        if isinstance(global_kernel, bool) or int(global_kernel) != global_kernel:
+            raise ConfigError(f"global_kernel must be an integer, got {global_kernel!r}")
+        if global_kernel < 0 or (global_kernel > 0 and global_kernel % 2 == 0):
+            raise ConfigError(f"global_kernel must be 0 (off) or an odd size, got {global_kernel}")
+        if global_kernel > 0 and int(n_rows) <= 0:
+            raise ConfigError("global_kernel needs n_rows, the number of rows of the matrix")
         self.weight_kernel_dim = int(weight_kernel_dim)
+        self.global_kernel = int(global_kernel)
+        self.n_rows = int(n_rows) if global_kernel else 0
         self.n_inputs = int(n_inputs)
         self.input_row_scale = float(input_row_scale)
         self.hidden = hidden
@@ -129,6 +147,13 @@ class AutoEncoder(nn.Module):
         self.decoder_kernels_out = nn.ParameterList(
             _kernel_vectors(rev[i + 1], d) for i in range(n_kernels)
         )
+        self.global_pool: nn.Parameter | None = None
+        if self.global_kernel:
+            self.global_pool = nn.Parameter(torch.empty(self.n_rows, self.global_kernel**2))
+            self.global_pool.deeprec_no_decay = True  # GLocal-K does not decay it
+            self.register_buffer(
+                "global_kernel_matrix", torch.zeros(self.global_kernel, self.global_kernel)
+            )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -140,6 +165,8 @@ class AutoEncoder(nn.Module):
             nn.init.xavier_uniform_(self.indicator_weight)
         for vectors in self.kernel_vectors():  # after everything else, for the same reason
             nn.init.trunc_normal_(vectors, 0.0, 1e-3, -2e-3, 2e-3)
+        if self.global_pool is not None:  # last again; GLocal-K's initialisation
+            nn.init.trunc_normal_(self.global_pool, 0.0, 0.1, -0.2, 0.2)
 
     def kernel_vectors(self) -> list[nn.Parameter]:
         """The learned kernel vectors (empty when weight_kernel_dim is 0)."""
@@ -231,6 +258,8 @@ class AutoEncoder(nn.Module):
         dp = f",dp{self.dropout:g}" if self.dropout else ""
         if self.weight_kernel_dim:
             dp += f",kernel{self.weight_kernel_dim}"
+        if self.global_kernel:
+            dp += f",global{self.global_kernel}x{self.global_kernel}"
         if self.rated_indicator:
             return (
                 f"{self.n_inputs}+rated,{enc}{dp}"

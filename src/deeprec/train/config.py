@@ -71,6 +71,18 @@ class TrainConfig:
     # (same units as weight_decay: the loss is the mean squared error over the batch)
     weight_kernel_dim: int = 0
     kernel_sparsity: float = 0.0
+    # k > 0 (odd): GLocal-K's global kernel. After the usual training (the pre-training),
+    # up to finetune_epochs full-batch epochs fine-tune the model on ReLU(the training matrix
+    # convolved with a k x k kernel computed from the model's per-row mean output;
+    # train/global_finetune.py), early-stopped on validation like the pre-training, at
+    # learning rate finetune_lr (0 = lr). orientation item, compute reference; 0 = off
+    global_kernel: int = 0
+    finetune_epochs: int = 0
+    finetune_lr: float = 0.0
+    # true: once validation has chosen the epoch count(s), train the same settings again
+    # from the same seed on the training and validation ratings together for that many
+    # epochs (the final fit; no effect without a validation split)
+    refit: bool = False
     optimizer: str = "adam"
     lr: float = 0.001
     momentum: float = 0.9
@@ -157,6 +169,8 @@ class TrainConfig:
             "checkpoint_keep",
             "weight_kernel_dim",
             "lbfgs_iterations",
+            "global_kernel",
+            "finetune_epochs",
         ):
             setattr(self, key, _int(key, getattr(self, key)))
         _expect(self.weight_kernel_dim >= 0, "weight_kernel_dim", "must be >= 0 (0 = off)")
@@ -181,6 +195,7 @@ class TrainConfig:
             "kernel_sparsity",
             "needs weight_kernel_dim > 0 (it penalises the kernels)",
         )
+        self._validate_global_kernel()
         _expect(self.lbfgs_iterations >= 1, "lbfgs_iterations", "must be >= 1")
         _expect(
             self.optimizer != "lbfgs"
@@ -231,6 +246,7 @@ class TrainConfig:
             "standardize",
             "rated_indicator",
             "cuda_graphs",
+            "refit",
         ):
             _expect(isinstance(getattr(self, key), bool), key, "must be true or false")
         self.lr_milestones = [_int("lr_milestones", m) for m in self.lr_milestones]
@@ -241,6 +257,31 @@ class TrainConfig:
         )
         _expect(self.checkpoint_every_minutes >= 0, "checkpoint_every_minutes", "must be >= 0")
         _expect(self.checkpoint_keep >= 1, "checkpoint_keep", "must be >= 1")
+
+    def _validate_global_kernel(self) -> None:
+        k = self.global_kernel
+        _expect(k >= 0 and (k == 0 or k % 2 == 1), "global_kernel", "must be 0 (off) or odd")
+        _expect(self.finetune_epochs >= 0, "finetune_epochs", "must be >= 0")
+        self.finetune_lr = _float("finetune_lr", self.finetune_lr)
+        _expect(
+            math.isfinite(self.finetune_lr) and self.finetune_lr >= 0.0,
+            "finetune_lr",
+            f"must be >= 0 (0 = lr), got {self.finetune_lr}",
+        )
+        if k == 0:
+            _expect(self.finetune_epochs == 0, "finetune_epochs", "needs global_kernel > 0")
+            return
+        _expect(self.finetune_epochs >= 1, "global_kernel", "needs finetune_epochs >= 1")
+        _expect(
+            self.orientation == "item"
+            and self.compute == "reference"
+            and self.precision == "fp32"
+            and self.optimizer != "lbfgs"
+            and self.refeed_steps == 0,
+            "global_kernel",
+            "needs orientation: item, compute: reference, precision: fp32, refeed_steps: 0 "
+            "and a first-order optimizer (the fine-tuning convolves the whole matrix)",
+        )
 
     # ------------------------------------------------------------ conversion
     @classmethod

@@ -73,7 +73,9 @@ BatchCallback = Callable[[int, int, StepResult], None]
 GRAPH_CHUNK = 64  # batches queued per progress-bar update on the GPU path
 
 
-def build_model(config: TrainConfig, n_inputs: int) -> AutoEncoder:
+def build_model(config: TrainConfig, n_inputs: int, n_rows: int = 0) -> AutoEncoder:
+    """The config's autoencoder over n_inputs columns; n_rows (the number of rows of the
+    rating matrix) is needed only by global_kernel."""
     return AutoEncoder(
         n_inputs,
         config.hidden,
@@ -85,6 +87,8 @@ def build_model(config: TrainConfig, n_inputs: int) -> AutoEncoder:
         input_row_scale=config.input_row_scale,
         rated_indicator=config.rated_indicator,
         weight_kernel_dim=config.weight_kernel_dim,
+        global_kernel=config.global_kernel,
+        n_rows=n_rows,
     )
 
 
