@@ -21,7 +21,7 @@ from .test_fast_equivalence import (
 
 
 @pytest.fixture(autouse=True)
-def compile_every_size(monkeypatch):
+def compile_every_size(monkeypatch, fresh_compiled_kernels):
     """Tiny test weights would run the eager form (MIN_WEIGHTS): compile them too."""
     monkeypatch.setattr(gather_dot, "MIN_WEIGHTS", 1)
 

@@ -44,7 +44,7 @@ def test_update_equals_sgd_then_cast(update_path, grad_dtype, weight_decay) -> N
         assert torch.equal(copy_low, mine.to(torch.bfloat16))
 
 
-def test_one_call_updates_every_group_like_sgd(update_path) -> None:
+def test_one_call_updates_every_group_like_sgd(update_path, fresh_compiled_kernels) -> None:
     """Two param groups (decayed matrices with bf16 copies, free biases without) in one
     call: each tensor follows torch.optim.SGD with its own group's options."""
     gen = torch.Generator().manual_seed(3)

@@ -19,7 +19,7 @@ from .test_fast_equivalence import assert_same, make_models, random_matrix, run_
 
 
 @pytest.fixture
-def compile_every_size(monkeypatch):
+def compile_every_size(monkeypatch, fresh_compiled_kernels):
     """Test outputs are narrow and would take the eager ops (MIN_COLUMNS): compile them."""
     monkeypatch.setattr(refeed_loss, "MIN_COLUMNS", 1)
 
