@@ -75,7 +75,7 @@ def test_two_ranks_write_every_rank_state_into_one_checkpoint(runs):
     ckpt = read_checkpoint(folder / "ckpt-e000002-b00000003.safetensors")  # by count
     assert ckpt.state["world_size"] == 2
     (peer,) = ckpt.state["peers"]
-    assert set(peer) == {"rng", "sse", "count", "planner_rates"}
+    assert set(peer) == {"rng", "sse", "count"}
     assert peer["count"] > 0  # rank 1's own share of the epoch's ratings
     # the ranks draw their own dropout: rank 1's generator state is not rank 0's
     mine, theirs = ckpt.tensors["rng/torch"], ckpt.tensors["peers/1/rng/torch"]

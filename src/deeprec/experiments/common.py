@@ -17,8 +17,8 @@ import numpy as np
 
 from deeprec.data.dataset import PreparedDataset, Split
 from deeprec.errors import ConfigError, DataError
+from deeprec.step.reference import StepResult
 from deeprec.train.config import TrainConfig
-from deeprec.train.step import StepResult
 from deeprec.train.trainer import EpochRecord, Trainer
 
 

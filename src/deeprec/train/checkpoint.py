@@ -6,8 +6,6 @@ One self-contained file per checkpoint, ``RUN/checkpoints/ckpt-eEEEEE-bBBBBBBB.s
 - tensors: model weights (``model/...``), optimizer state (``optimizer/...``), scheduler
   tensors if any, the best-so-far weights (``best/...``, unless they equal the model), and
   RNG states (``rng/torch``, ``rng/cuda/N``, ``rng/numpy``);
-- the state also keeps the fast step's measured strategy rates (``planner_rates``), so that
-  a resumed process chooses each batch's strategies as the interrupted one did;
 - the safetensors header's metadata holds ``state``, a JSON document with the position,
   the epoch's running SSE, the history, best epoch, early-stopping counter, the config, a
   fingerprint of the training data, the non-tensor parts of the optimizer/scheduler/RNG
@@ -174,17 +172,6 @@ def set_rng_state(state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> No
     np.random.set_state(decode(state["numpy"], tensors))
     version, internal, gauss = decode(state["python"], tensors)
     random.setstate((version, tuple(internal), gauss))
-
-
-def planner_rates(trainer: Any) -> dict[str, float] | None:
-    """The fast step's measured seconds per work unit of each strategy (None before its
-    first batch, or without a planner). compute=fast picks each batch's strategies by these
-    rates, and the strategies decide the float rounding: a resume that restores them makes
-    the same choices as the interrupted process, on any machine, so it continues bit for
-    bit without pinning DEEPREC_OUTPUT_STRATEGY."""
-    planner = getattr(getattr(trainer, "step", None), "planner", None)
-    rates = getattr(planner, "rates", None)
-    return None if rates is None else {str(k): float(v) for k, v in rates.items()}
 
 
 # ---------------------------------------------------------------------- the files
@@ -385,7 +372,6 @@ class Checkpointer:
         peers = None
         if self._dist is not None:
             mine = {"rng": live_rng_state(), "sse": sse, "count": count}
-            mine["planner_rates"] = planner_rates(trainer)
             peers = self._dist.gather_objects(mine)[1:]
         if self.writes:
             self.write(trainer, epoch, batch, sse, count, best_is_model=best_is_model, peers=peers)
@@ -402,7 +388,7 @@ class Checkpointer:
         best_is_model: bool,
         peers: list[dict[str, Any]] | None = None,
     ) -> Path:
-        """`peers`: ranks 1..W-1's {"rng", "sse", "count", "planner_rates"} under torchrun."""
+        """`peers`: ranks 1..W-1's {"rng", "sse", "count"} under torchrun."""
         from safetensors.torch import save_file
 
         tensors: dict[str, torch.Tensor] = {}
@@ -432,14 +418,12 @@ class Checkpointer:
             else encode(trainer.scheduler.state_dict(), "scheduler", tensors),
             "best": best,
             "rng": rng_state(tensors),
-            "planner_rates": planner_rates(trainer),
             "world_size": 1 + len(peers or []),
             "peers": [
                 {
                     "rng": rng_state(tensors, peer["rng"], f"peers/{rank}/rng"),
                     "sse": float(peer["sse"]),
                     "count": int(peer["count"]),
-                    "planner_rates": peer["planner_rates"],
                 }
                 for rank, peer in enumerate(peers or [], start=1)
             ],
@@ -527,8 +511,9 @@ class Checkpointer:
         )
 
     def _restore_rank(self, ckpt: Checkpoint, trainer: Any) -> tuple[float, int]:
-        """This rank's RNG states, its strategy planner's rates (see `planner_rates`) and
-        the running (SSE, count) of the interrupted epoch.
+        """This rank's RNG states and the running (SSE, count) of the interrupted epoch
+        (the fast step's strategies follow from the config and each batch's shape, so a
+        resume makes the same choices without any saved state).
 
         Rank 0's RNG states are already restored. With the number of processes the
         checkpoint was written with, every rank gets its own back. With another number,
@@ -554,9 +539,6 @@ class Checkpointer:
             own = {}
         elif rank > 0:
             set_rng_state(own["rng"], tensors)
-        planner = getattr(trainer.step, "planner", None)
-        if planner is not None and own.get("planner_rates") is not None:
-            planner.rates = {k: float(v) for k, v in own["planner_rates"].items()}
         if saved == world:
             mine = position if rank == 0 else own
             return float(mine["sse"]), int(mine["count"])
