@@ -232,3 +232,23 @@ def test_refit_trains_the_chosen_model_again_on_train_plus_valid(dataset) -> Non
     np.testing.assert_allclose(
         refitted.predict(test.user, test.item), by_hand.predict(test.user, test.item), atol=1e-5
     )
+
+
+def test_the_cli_run_directory_records_a_refit(dataset, tmp_path) -> None:
+    """`refit: true` in a run's config: RUN/best is the model retrained on train +
+    validation, and the summary and the closing lines say so."""
+    from deeprec.runs.training import outcome_lines, train_run
+    from deeprec.train.config import TrainConfig
+
+    dataset.save(tmp_path / "data")
+    config = TrainConfig(hidden=[8], epochs=3, batch_size=16, seed=0, center="bias", refit=True)
+    lines: list[str] = []
+    summary = train_run(
+        tmp_path / "data", config, tmp_path / "run", progress=False, echo=lines.append
+    )
+    n_all = len(dataset.train) + len(dataset.valid)
+    assert summary["refit"] == {"epochs": [summary["best_epoch"]], "ratings": n_all}
+    assert any("(refit): that model is kept" in line for line in lines)
+    assert outcome_lines(summary, config) == lines[-len(outcome_lines(summary, config)) :]
+    loaded = DeepRec.load(tmp_path / "run" / "best")
+    assert loaded.train_.nnz == n_all and loaded.refit_ == summary["refit"]

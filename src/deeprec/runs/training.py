@@ -114,6 +114,7 @@ def select_run(
             "epochs_run": len(model.history_),
             "train_seconds": time.perf_counter() - started,
             "architecture": model.module.architecture(),
+            "refit": getattr(model, "refit_", None),
         }
         if len(dataset.test):
             summary["test"] = model.score(dataset, "test")
@@ -289,6 +290,7 @@ def _train(
         "epochs_run": len(model.history_),
         "train_seconds": time.perf_counter() - started,
         "architecture": model.module.architecture(),
+        "refit": getattr(model, "refit_", None),
     }
     if not main:  # [ddp] the other ranks hold the same weights; rank 0 saves and scores
         return summary
@@ -322,7 +324,15 @@ def outcome_lines(summary: dict[str, Any], config: TrainConfig) -> list[str]:
     else:
         stop = f"trained all {config.epochs} epochs"
     lines = [stop]
-    if valid is not None:
+    refit = summary.get("refit")
+    if valid is not None and refit:
+        epochs = " + ".join(str(e) for e in refit["epochs"])
+        lines.append(
+            f"best epoch {best} (validation RMSE {valid:.4f}); then retrained on train + "
+            f"validation ({refit['ratings']:,} ratings) for {epochs} epoch(s) (refit): that "
+            "model is kept"
+        )
+    elif valid is not None:
         lines.append(f"best epoch {best} (validation RMSE {valid:.4f}): that model is kept")
     else:
         lines.append(f"no validation split: the last epoch ({best}) is kept")
