@@ -107,20 +107,24 @@ def select_run(
             run.plot_curves()
         with writing(run.best, "best model", kept="the previous best model is intact"):
             model.save(run.best)
-        summary: dict[str, Any] = {
-            "selected": model.selection_["winner"],
-            "best_epoch": model.best_epoch_,
-            "best_valid_rmse": model.best_valid_rmse_,
-            "epochs_run": len(model.history_),
-            "train_seconds": time.perf_counter() - started,
-            "architecture": model.module.architecture(),
-            "refit": getattr(model, "refit_", None),
-        }
+        summary = {"selected": model.selection_["winner"], **_fit_summary(model, started)}
         if len(dataset.test):
             summary["test"] = model.score(dataset, "test")
         with writing(run.path / "summary.json", "summary"):
             run.write_json("summary.json", summary)
         return summary
+
+
+def _fit_summary(model: DeepRec, started: float) -> dict[str, Any]:
+    """The part of summary.json every finished fit has (selected or pinned)."""
+    return {
+        "best_epoch": model.best_epoch_,
+        "best_valid_rmse": model.best_valid_rmse_,
+        "epochs_run": len(model.history_),
+        "train_seconds": time.perf_counter() - started,
+        "architecture": model.module.architecture(),
+        "refit": getattr(model, "refit_", None),
+    }
 
 
 def has_checkpoint(out: str | Path) -> bool:
@@ -284,14 +288,7 @@ def _train(
         model.fit(dataset, on_epoch_end=on_epoch_end, checkpointer=checkpointer)
     finally:
         events.close()
-    summary: dict[str, Any] = {
-        "best_epoch": model.best_epoch_,
-        "best_valid_rmse": model.best_valid_rmse_,
-        "epochs_run": len(model.history_),
-        "train_seconds": time.perf_counter() - started,
-        "architecture": model.module.architecture(),
-        "refit": getattr(model, "refit_", None),
-    }
+    summary = _fit_summary(model, started)
     if not main:  # [ddp] the other ranks hold the same weights; rank 0 saves and scores
         return summary
     with writing(run.best, "best model", kept="the previous best model is intact"):
