@@ -88,9 +88,9 @@ def test_ml1m_subset_time_split_beats_bias_only() -> None:
 def test_ml100k_u1_ensemble_beats_each_member() -> None:
     """deeprec.ensemble on real data: 2 seeds of the item-based preset + the centred
     user-based defaults, weights fitted on validation, is better on u1.test than every member
-    (model-tuning.md round 2 measured 0.8952 for the 7-member preset vs 0.8985-0.9269). The
-    defaults member reads its validation ratings as inputs, as the blend does after fitting,
-    which leaves the blend only a little ahead of it (0.8994 vs 0.8997)."""
+    (model-tuning.md round 2 measured 0.8952 for the 7-member preset vs 0.8985-0.9269).
+    Members read training + validation ratings as inputs after the blend is fitted, as the
+    blend does: measured 0.8957 vs members 0.8994-0.9258 (2-core AMD EPYC, 2 threads)."""
     from deeprec.ensemble import Ensemble
 
     base = shared_file("ml-100k", "u1.base")
@@ -102,8 +102,8 @@ def test_ml100k_u1_ensemble_beats_each_member() -> None:
     truth = part.ratings.astype(np.float64)
     for member in model.members_:
         pred = np.clip(member._predict_indices(part.users, part.items), 1.0, 5.0)
-        assert blended < float(np.sqrt(np.mean((pred - truth) ** 2)))
-    assert blended < 0.90, blended  # measured 0.8994 (members 0.8997-0.91)
+        assert blended < float(np.sqrt(np.mean((pred - truth) ** 2))) - 0.001
+    assert blended < 0.90, blended
 
 
 def _random_split(path, fmt: str, **kw):
