@@ -5,14 +5,13 @@
 For every set of benchmarks/generalization_sets.py (the real sets of ../shared/data, two
 synthetic scales, a very sparse and a dense cut) this fits, on the same training part:
 
-- `DeepRec()`: the data-driven defaults (candidate selection on the validation split),
-  scored once per prediction-time input choice of the same fit (INPUT_VARIANTS: training
-  ratings only as inputs, training + validation, and the latter with the centring biases
-  re-estimated on train + validation); `defaults` repeats the library's default one;
-- `defaults+refit` (asked for by name, after `defaults`): the defaults' winner trained again
-  on train + validation for its best epoch count (fit time: the refit alone);
-- `refit`: `DeepRec(refit=True)`, the same done by the library in one fit (selection
-  included in the fit time);
+- `defaults`: `DeepRec()` as shipped: candidate selection on the validation split, then
+  the winner retrained on train + validation for its best epoch count (`refit`); the fit
+  time includes the selection and the refit;
+- `no-refit`: `DeepRec(refit=False)`, the early-stopped winner itself, scored once per
+  prediction-time input choice of the same fit (INPUT_VARIANTS: training ratings only as
+  inputs, training + validation, and the latter with the centring biases re-estimated on
+  train + validation); `no-refit` repeats the library's default choice;
 - the shipped presets named by ``--presets`` (item-based `ml-100k` by default);
 - Surprise's four default models (SVD++, SVD, BaselineOnly, KNNBaseline) fitted on the same
   training ratings as DeepRec's weights (``surprise:NAME``), and, as a second reference, on
@@ -51,9 +50,9 @@ from generalization_sets import SETS  # noqa: E402
 SURPRISE = ("SVD++", "SVD", "BaselineOnly", "KNNBaseline")
 # method name -> (predict_inputs, predict_center): one DeepRec() fit, scored each way
 INPUT_VARIANTS = {
-    "defaults:inputs=train": ("train", "train"),
-    "defaults:inputs=train+valid": ("train+valid", "train"),
-    "defaults:inputs=train+valid,center=train+valid": ("train+valid", "train+valid"),
+    "no-refit:inputs=train": ("train", "train"),
+    "no-refit:inputs=train+valid": ("train+valid", "train"),
+    "no-refit:inputs=train+valid,center=train+valid": ("train+valid", "train+valid"),
 }
 
 
@@ -69,36 +68,9 @@ def surprise_model(name: str) -> SurpriseModel:
     return SurpriseModel(name, makers[name])
 
 
-def winner_settings(name: str) -> dict[str, Any]:
-    """The settings deeprec.selection gave the candidate called `name` (e.g. "item-wide
-    L2/3": the first-round "item-wide" with L2 divided by 3), rebuilt by the same steps."""
-    from deeprec.selection.candidates import L2_STEP, first_round, with_l2
-
-    base, _, l2 = name.partition(" L2")
-    settings = first_round({})[base]
-    if l2:
-        factor = L2_STEP if l2[0] == "x" else 1 / L2_STEP
-        steps = round(np.log(float(l2[1:])) / np.log(L2_STEP))
-        for _ in range(steps):
-            settings = with_l2(settings, factor)
-    return settings
-
-
-def refit_entry(dataset: Any, chosen: dict[str, Any]) -> DeepRec:
-    """`defaults+refit`: the defaults' winner (from the stored `defaults:inputs=train` entry
-    of this set) trained again on train + validation for its best epoch count."""
-    from deeprec.data.carve import with_validation_merged
-
-    whole = with_validation_merged(dataset)
-    settings = {**winner_settings(chosen["selected"]), "epochs": int(chosen["best_epoch"])}
-    return DeepRec(**settings).fit(whole)
-
-
-def run_method(
-    method: str, dataset: Any, stored: dict[str, dict] | None = None
-) -> dict[str, dict[str, Any]]:
+def run_method(method: str, dataset: Any) -> dict[str, dict[str, Any]]:
     """Fit one method on `dataset`'s train (+ valid) and score it on test: {name: entry}
-    (several names for `defaults`, one per prediction-time input choice)."""
+    (several names for `no-refit`, one per prediction-time input choice)."""
     test = dataset.to_pandas("test")
     started = time.perf_counter()
     if method.startswith("surprise"):
@@ -109,37 +81,30 @@ def run_method(
         scores = model.score(test)
         extra: dict[str, Any] = {}
         variants = {method: scores}
-    elif method == "defaults+refit":
-        chosen = (stored or {}).get("defaults:inputs=train")
-        if chosen is None:
-            raise SystemExit("defaults+refit needs this set's defaults entry: run defaults first")
-        model = refit_entry(dataset, chosen)
-        seconds = time.perf_counter() - started
-        variants = {method: model.score(test)}
-        extra = {"best_epoch": chosen["best_epoch"], "selected": chosen["selected"]}
-        extra["refit_of"] = chosen["commit"]
     else:
         if method == "defaults":
             model = DeepRec()
-        elif method == "refit":
-            model = DeepRec(refit=True)
+        elif method == "no-refit":
+            model = DeepRec(refit=False)
         else:
             model = DeepRec(**load_preset(method.split(":", 1)[1]).to_dict())
         model.fit(dataset)
         seconds = time.perf_counter() - started
         variants = {method: model.score(test)}
-        if method == "defaults":
+        if method == "no-refit":
             shipped = (model.predict_inputs, model.predict_center)
             for name, (inputs, center) in INPUT_VARIANTS.items():
                 model.set_params(predict_inputs=inputs, predict_center=center)
                 variants[name] = model.score(test)
                 if (inputs, center) == shipped:
-                    variants["defaults"] = variants[name]
+                    variants["no-refit"] = variants[name]
             model.set_params(predict_inputs=shipped[0], predict_center=shipped[1])
             extra_names = {"shipped_inputs": list(shipped)}
         else:
             extra_names = {}
         extra = {"best_epoch": getattr(model, "best_epoch_", None), **extra_names}
+        if getattr(model, "refit_", None):
+            extra["refit"] = model.refit_
         selection = getattr(model, "selection_", None)
         if selection is not None:
             extra["selected"] = selection.get("winner")
@@ -165,25 +130,28 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def _order(method: str) -> tuple[int, str]:
     rank = (
-        0 if method.startswith(("defaults", "refit")) else 1 if method.startswith("preset") else 2
+        0
+        if method.startswith(("defaults", "no-refit"))
+        else 1
+        if method.startswith("preset")
+        else 2
     )
     return (rank + (method.startswith("surprise+valid")), method)
 
 
-def shipped_defaults(results: dict[str, dict[str, dict]]) -> None:
-    """Point each set's `defaults` entry at the input variant DeepRec() ships today (the
-    variants are one fit scored several ways, so this is a measured entry, not a guess).
-    Sets measured before the variants existed keep their entry (training inputs only)."""
+def shipped_inputs(results: dict[str, dict[str, dict]]) -> None:
+    """Point each set's `no-refit` entry at the input variant DeepRec() ships today (the
+    variants are one fit scored several ways, so this is a measured entry, not a guess)."""
     shipped = DeepRec()
     choice = (shipped.predict_inputs, shipped.predict_center)
     for methods in results.values():
         for name, pair in INPUT_VARIANTS.items():
             if pair == choice and name in methods:
-                methods["defaults"] = {**methods[name], "shipped_inputs": list(choice)}
+                methods["no-refit"] = {**methods[name], "shipped_inputs": list(choice)}
 
 
 def render(results: dict[str, dict[str, dict]], header: list[str]) -> str:
-    shipped_defaults(results)
+    shipped_inputs(results)
     rows = []
     for set_name, methods in results.items():
         svdpp = methods.get("surprise:SVD++", {}).get("fit_seconds")
@@ -221,8 +189,8 @@ def render(results: dict[str, dict[str, dict]], header: list[str]) -> str:
 
 
 def inputs_section(results: dict[str, dict[str, dict]]) -> list[str]:
-    """The same DeepRec() fit scored with each prediction-time input choice, beside the
-    best Surprise model trained on train + validation."""
+    """The same DeepRec(refit=False) fit scored with each prediction-time input choice,
+    beside DeepRec() (the refit) and the best Surprise model trained on train + validation."""
     names = list(INPUT_VARIANTS)
     rows = []
     for set_name, methods in results.items():
@@ -239,39 +207,33 @@ def inputs_section(results: dict[str, dict[str, dict]]) -> list[str]:
             rmse = methods[name]["rmse"]
             gain = "" if name == names[0] else f" ({rmse - train_only:+.4f})"
             row[label] = f"{rmse:.4f}{gain}"
-        for key, label in (
-            ("defaults+refit", "winner refit on train+valid"),
-            ("refit", "DeepRec(refit=True)"),
-        ):
-            if key in methods:
-                rmse = methods[key]["rmse"]
-                row[label] = f"{rmse:.4f} ({rmse - train_only:+.4f})"
+        if "defaults" in methods:
+            rmse = methods["defaults"]["rmse"]
+            row["DeepRec(): refit on train+valid"] = f"{rmse:.4f} ({rmse - train_only:+.4f})"
         row["best Surprise+valid"] = "" if best is None else f"{best[0]:.4f} ({best[1]})"
         rows.append(row)
     if not rows:
         return []
-    refits = [
-        (m["refit"]["rmse"], min(v["rmse"] for k, v in m.items() if "+valid:" in k))
+    pairs = [
+        (m["defaults"]["rmse"], m[names[-1]]["rmse"])
         for m in results.values()
-        if "refit" in m and any("+valid:" in k for k in m)
+        if "defaults" in m and names[-1] in m
     ]
     tally = (
-        f"`DeepRec(refit=True)` beats the best Surprise model trained on train + validation "
-        f"on {sum(ours < theirs for ours, theirs in refits)} of {len(refits)} sets measured."
-        if refits
+        f"The refit (`DeepRec()`) is better on test than the early-stopped winner "
+        f"(`DeepRec(refit=False)`) on {sum(a < b for a, b in pairs)} of {len(pairs)} sets."
+        if pairs
         else ""
     )
     return [
         "## Validation ratings as inputs at prediction time",
         "",
-        "One `DeepRec()` fit per set (the same weights, chosen on validation), scored on test "
-        "with each `predict_inputs`/`predict_center` choice: input rows of training ratings "
-        "only; of training + validation ratings; and the latter with the centring biases "
-        "re-fitted on train + validation. In brackets: the change against training inputs. "
-        "`winner refit on train+valid` (`defaults+refit`) trains the chosen candidate again "
-        "on train + validation for its best epoch count (that costs one more candidate fit: "
-        "its `fit s` below is the refit alone); `DeepRec(refit=True)` (`refit`) is the "
-        "library option that does the same inside `fit`.",
+        "One `DeepRec(refit=False)` fit per set (the early-stopped winner, chosen on "
+        "validation), scored on test with each `predict_inputs`/`predict_center` choice: "
+        "input rows of training ratings only; of training + validation ratings; and the "
+        "latter with the centring biases re-fitted on train + validation (the shipped "
+        "choice). `DeepRec()` as shipped then retrains the winner on train + validation for "
+        "its best epoch count (`refit`). In brackets: the change against training inputs.",
         "",
         markdown_table(rows, list(max(rows, key=len))),
         "",
@@ -317,12 +279,10 @@ def verdicts(results: dict[str, dict[str, dict]]) -> list[str]:
             seconds = ours["candidate_seconds"]
             mean = sum(seconds) / len(seconds)
             cost = (
-                f"; {len(seconds)} candidates, whole fit {ours['fit_seconds'] / mean:.1f}x "
-                "the mean candidate fit"
+                f"; {len(seconds)} candidates, whole fit (refit included) "
+                f"{ours['fit_seconds'] / mean:.1f}x the mean candidate fit"
             )
         chosen = f", chose {ours['selected']}" if ours.get("selected") else ""
-        if "shipped_inputs" not in ours:
-            chosen += f" (training inputs only: measured at {ours.get('commit')})"
         lines.append(f"- `{set_name}`: {'; '.join(parts)}{chosen}{cost}.")
     lines.append(
         f"- In all: the defaults beat the best Surprise model on {wins[0]} of {wins[2]} sets "
@@ -375,8 +335,7 @@ def main() -> None:
         dataset = SETS[set_name][1]()
         for method in args.methods.split(","):
             np.random.seed(0)
-            stored = results.get(set_name, {})
-            for name, entry in run_method(method, dataset, stored).items():
+            for name, entry in run_method(method, dataset).items():
                 entry["commit"] = commit
                 results.setdefault(set_name, {})[name] = entry
                 print(set_name, name, entry, file=sys.stderr, flush=True)
@@ -407,8 +366,9 @@ def header_lines(runs: list[dict], results: dict[str, dict[str, dict]]) -> list[
         "its choices and early stopping); `surprise+valid:` models train on train + "
         "validation. `fit / SVD++` is the fit time over train-only SVD++'s on the same set "
         "(wall-clock on a machine shared with other work: see each run line's machine and load). "
-        "`defaults` is `DeepRec()` as shipped; `defaults:inputs=...` are the same fit scored "
-        "with each prediction-time input choice (the section above the table).",
+        "`defaults` is `DeepRec()` as shipped (selection, then the refit on train + "
+        "validation); `no-refit` is `DeepRec(refit=False)` and `no-refit:inputs=...` the same "
+        "fit scored with each prediction-time input choice (the section above the table).",
     ]
 
 

@@ -58,9 +58,11 @@ class DeepRec(Recommender):
     the training split's, as in training (``"train"``). The defaults, both
     ``"train+valid"``, were better on test on 7 of 8 sets of docs/results/generalization.md
     (ML-1M time split: 0.8852 -> 0.8617; the re-fitted biases carry most of it). Both may
-    be changed after `fit` (`set_params`). `refit=True` goes further: once the model (and
-    its best epoch) is chosen on validation, it is trained again on train + validation for
-    that many epochs, and that model is kept (then there is no validation left to read).
+    be changed after `fit` (`set_params`). `refit` goes further: once the model (and its
+    best epoch) is chosen on validation, it is trained again on train + validation for that
+    many epochs, and that model is kept (then there is no validation left to read). None
+    (the default) refits a model chosen from the data and not a pinned one; True or False
+    decide for both.
     Test ratings are never inputs: the model keeps only its fit's training and validation
     splits (deeprec.data.prediction_inputs). ``score(dataset, "valid")`` always reads training
     inputs, so that the validation number stays honest.
@@ -88,7 +90,8 @@ class DeepRec(Recommender):
         global_kernel: int = _D.global_kernel,
         finetune_epochs: int = _D.finetune_epochs,
         finetune_lr: float = _D.finetune_lr,
-        refit: bool = _D.refit,
+        refit: bool | None = None,
+        ema_decay: float = _D.ema_decay,
         optimizer: str | None = None,
         lr: float | None = None,
         momentum: float = _D.momentum,
@@ -138,6 +141,7 @@ class DeepRec(Recommender):
         self.finetune_epochs = finetune_epochs
         self.finetune_lr = finetune_lr
         self.refit = refit
+        self.ema_decay = ema_decay
         self.optimizer = optimizer
         self.lr = lr
         self.momentum = momentum
@@ -198,6 +202,8 @@ class DeepRec(Recommender):
                 f"DeepRec: {', '.join(missing)} are chosen from the data at fit(); "
                 "set them explicitly to build a config before fitting"
             )
+        if values.get("refit") is None:  # auto: `fit` decides (refits()); _refit records it
+            values["refit"] = False
         values["hidden"] = list(values["hidden"])
         values["lr_milestones"] = list(values["lr_milestones"])
         return TrainConfig.from_dict(values, source="DeepRec")
@@ -224,8 +230,15 @@ class DeepRec(Recommender):
             self._fit_config(dataset, self.config({}), on_epoch_end, checkpointer)
         else:
             dataset = self._select(dataset, echo)
-        if self.refit and dataset.valid.ratings.shape[0]:
+        if self.refits() and dataset.valid.ratings.shape[0]:
             self._refit(dataset)
+
+    def refits(self) -> bool:
+        """Whether `fit` ends with a refit on train + validation: `refit` when given; else
+        (None) on for a model chosen from the data and off for a pinned one. Measured on the
+        data-chosen defaults it was better on test on every set tried
+        (docs/results/generalization.md); on one pinned preset it was not."""
+        return self.needs_selection() if self.refit is None else bool(self.refit)
 
     def _refit(self, dataset: PreparedDataset) -> None:
         """refit: the chosen settings and seed trained again on train + validation for the
@@ -249,7 +262,7 @@ class DeepRec(Recommender):
         self._fit_config(merged, fixed)
         self.refit_history_ = self.history_
         self.history_, self.best_epoch_, self.best_valid_rmse_, self.phase_best_epochs_ = record
-        self.config_ = config
+        self.config_ = replace(config, refit=True)  # `--config RUN/config.yaml` refits too
         self.refit_ = {"epochs": epochs, "ratings": int(merged.train.ratings.shape[0])}
         self._drop_prediction_cache()
 

@@ -85,9 +85,12 @@ def test_predictions_follow_the_choice_and_ignore_test_ratings(dataset) -> None:
 
 def test_the_defaults_carve_validation_and_read_it_back_as_input(dataset) -> None:
     """DeepRec() without a validation split carves one from the training ratings; the
-    carved ratings come back as inputs, so the inputs are exactly the given training."""
+    carved ratings come back as inputs, so the inputs are exactly the given training. (With
+    the default refit the chosen model is retrained on them all: no validation is kept.)"""
     given = PreparedDataset.from_tables(dataset.to_pandas("train"))
-    model = DeepRec(seed=0).fit(given)
+    refitted = DeepRec(seed=0).fit(given)
+    assert refitted.valid_.nnz == 0 and _pairs(refitted.train_) == _split_pairs(given, "train")
+    model = DeepRec(seed=0, refit=False).fit(given)
     assert model.selection_ is not None
     assert model.valid_.nnz > 0
     whole = {

@@ -137,6 +137,29 @@ def test_selection_is_recorded_and_keeps_the_best_candidate(chosen) -> None:
     assert chosen.get_params()["orientation"] is None  # fit() does not rewrite the keywords
 
 
+def test_the_chosen_model_is_refit_on_train_plus_valid_by_default(small, chosen) -> None:
+    """refit=None (the default) refits a model chosen from the data, not a pinned one; the
+    selection and the validation record are those of the selection's own fit."""
+    assert chosen.refits() and chosen.config().refit
+    assert chosen.refit_ == {
+        "epochs": [chosen.best_epoch_],
+        "ratings": len(small.train) + len(small.valid),
+    }
+    assert chosen.valid_.nnz == 0 and chosen.train_.nnz == len(small.train) + len(small.valid)
+    assert not DeepRec(hidden=[8]).refits() and DeepRec(hidden=[8], refit=True).refits()
+    kept = DeepRec(threads=1, refit=False).fit(small)
+    assert not kept.refits() and not kept.config().refit and not hasattr(kept, "refit_")
+    untimed = [{k: v for k, v in t.items() if k != "seconds"} for t in kept.selection_["trials"]]
+    assert untimed == [
+        {k: v for k, v in t.items() if k != "seconds"} for t in chosen.selection_["trials"]
+    ]
+    assert kept.best_valid_rmse_ == chosen.best_valid_rmse_
+    test = small.to_pandas("test")
+    assert not np.array_equal(
+        kept.predict(test.user, test.item), chosen.predict(test.user, test.item)
+    )
+
+
 def test_selection_is_deterministic_for_a_seed(small, chosen) -> None:
     again = DeepRec(threads=1).fit(small)
     assert [t["valid_rmse"] for t in again.selection_["trials"]] == [

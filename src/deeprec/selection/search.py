@@ -6,9 +6,10 @@ the two best (x3 and /3, and one step further the way that gained): at most nine
 Both families get their L2 searched because the first round compares them at one L2 each,
 and the best L2 moves a lot between data sets (issue 18: about 300-fold). The winner is
 kept as fitted; at prediction time it reads the validation ratings as inputs (DeepRec's
-`predict_inputs`/`predict_center`). Retraining it on train + validation for its best
-epoch count is DeepRec's opt-in `refit=True`: issue 18's first look found that less
-reliable on one set, docs/results/generalization.md measured it better on six.
+`predict_inputs`/`predict_center`), and DeepRec's default `refit=None` then retrains it on
+train + validation for its best epoch count: better on test than the early-stopped winner
+on every set of docs/results/generalization.md (issue 18's first look had found it less
+reliable on one set of its own).
 """
 
 from __future__ import annotations
