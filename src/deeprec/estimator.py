@@ -91,7 +91,6 @@ class DeepRec(Recommender):
         finetune_epochs: int = _D.finetune_epochs,
         finetune_lr: float = _D.finetune_lr,
         refit: bool | None = None,
-        ema_decay: float = _D.ema_decay,
         optimizer: str | None = None,
         lr: float | None = None,
         momentum: float = _D.momentum,
@@ -141,7 +140,6 @@ class DeepRec(Recommender):
         self.finetune_epochs = finetune_epochs
         self.finetune_lr = finetune_lr
         self.refit = refit
-        self.ema_decay = ema_decay
         self.optimizer = optimizer
         self.lr = lr
         self.momentum = momentum

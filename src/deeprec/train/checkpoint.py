@@ -348,12 +348,7 @@ class Checkpointer:
         scheduled = bool(every and epoch % every == 0) or epoch == config.epochs
         if self._due(config, scheduled or result.stopped_early):
             self._checkpoint(
-                trainer,
-                epoch + 1,
-                0,
-                0.0,
-                0,
-                best_is_model=result.best_epoch == epoch and trainer.average is None,
+                trainer, epoch + 1, 0, 0.0, 0, best_is_model=result.best_epoch == epoch
             )
 
     def _due(self, config: TrainConfig, scheduled: bool) -> bool:
@@ -422,9 +417,6 @@ class Checkpointer:
             if trainer.scheduler is None
             else encode(trainer.scheduler.state_dict(), "scheduler", tensors),
             "best": best,
-            "average": None
-            if trainer.average is None
-            else encode(trainer.average.state_dict(), "average", tensors),
             "rng": rng_state(tensors),
             "world_size": 1 + len(peers or []),
             "peers": [
@@ -485,8 +477,6 @@ class Checkpointer:
             trainer.optimizer.load_state_dict(decode(state["optimizer"], tensors))
             if trainer.scheduler is not None and state.get("scheduler") is not None:
                 trainer.scheduler.load_state_dict(decode(state["scheduler"], tensors))
-            if trainer.average is not None and state.get("average") is not None:
-                trainer.average.load_state_dict(decode(state["average"], tensors))
             set_rng_state(state["rng"], tensors)
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{ckpt.path} does not fit this model/config: {exc}") from None

@@ -84,11 +84,6 @@ class TrainConfig:
     # epochs (the final fit; no effect without a validation split). DeepRec() with no model
     # keyword turns it on for the model it chooses; a pinned config refits only when asked
     refit: bool = False
-    # d > 0: keep an exponential moving average of the weights (after each step: avg = d *
-    # avg + (1 - d) * weights; torch.optim.swa_utils' EMA), and use it wherever a model is
-    # read: validation, the best epoch's weights, the model kept (and the global-kernel
-    # fine-tuning's). Training itself steps the raw weights. 0 = off
-    ema_decay: float = 0.0
     optimizer: str = "adam"
     lr: float = 0.001
     momentum: float = 0.9
@@ -217,15 +212,6 @@ class TrainConfig:
             "lbfgs needs compute: reference, precision: fp32, refeed_steps: 0, dropout: 0, "
             "input_dropout: 0 and lr_schedule: none (its line search re-evaluates one "
             "deterministic full-batch loss)",
-        )
-        self.ema_decay = _float("ema_decay", self.ema_decay)
-        _expect(
-            0.0 <= self.ema_decay < 1.0, "ema_decay", f"must be in [0, 1), got {self.ema_decay}"
-        )
-        _expect(
-            self.ema_decay == 0.0 or self.optimizer != "lbfgs",
-            "ema_decay",
-            "needs a first-order optimizer (L-BFGS's line search steps are not averaged)",
         )
         _expect(self.batch_size >= 1, "batch_size", "must be >= 1")
         _expect(self.eval_batch_size >= 1, "eval_batch_size", "must be >= 1")

@@ -33,7 +33,6 @@ from deeprec.train.evaluation import RatingScale, evaluate_sse
 from deeprec.train.optim import build_optimizer
 from deeprec.train.step import kernel_penalty
 from deeprec.train.trainer import EpochCallback, EpochRecord, OrientedData, TrainResult
-from deeprec.train.weight_average import WeightAverage
 
 MAX_DENSE_ENTRIES = 200_000_000  # 800 MB of fp32 per dense copy: refuse beyond this
 
@@ -102,9 +101,6 @@ def finetune(
     optimizer = build_optimizer(model.parameters(), replace(config, lr=lr, lr_schedule="none"))
     generator = torch.Generator(device=device).manual_seed(config.seed + 7919)
     has_valid = data.valid.nnz > 0
-    # ema_decay: validation reads, and the phase keeps, the running average (its own G)
-    average = WeightAverage(model, config.ema_decay) if config.ema_decay else None
-    read = model if average is None else average.module
     result = TrainResult()
     best_state: dict[str, torch.Tensor] | None = None
     without_gain = 0
@@ -127,17 +123,13 @@ def finetune(
             sse, count = float(masked_sse(out, x, mask)), int(mask.sum())
             model.eval()
             model.global_kernel_matrix.copy_(global_kernel_of(model, x))
-            if average is not None:
-                average.update(model)
-                read.eval()
-                read.global_kernel_matrix.copy_(global_kernel_of(read, x))
         seconds = time.perf_counter() - start
         eval_start = time.perf_counter()
         valid_rmse = valid_mae = None
         if has_valid:
-            rows = convolved_rows(read, data.train)
+            rows = convolved_rows(model, data.train)
             v_sse, v_sae, v_n = evaluate_sse(
-                read,
+                model,
                 rows,
                 data.valid,
                 batch_size=config.eval_batch_size,
@@ -160,7 +152,7 @@ def finetune(
         )
         if improved:
             result.best_epoch, result.best_valid_rmse = epoch, valid_rmse
-            best_state = copy.deepcopy(read.state_dict())
+            best_state = copy.deepcopy(model.state_dict())
             without_gain = 0
         else:
             without_gain += 1

@@ -27,7 +27,6 @@ from deeprec.train.distributed import DataParallel, DistContext, model_device
 from deeprec.train.evaluation import RatingScale, evaluate_sse
 from deeprec.train.optim import build_optimizer, build_scheduler
 from deeprec.train.step import StepResult, make_step
-from deeprec.train.weight_average import WeightAverage
 
 
 @dataclass
@@ -121,8 +120,6 @@ class Trainer:
         self.optimizer = build_optimizer(model.parameters(), config)
         self.scheduler = build_scheduler(self.optimizer, config)
         self.best_state: dict[str, torch.Tensor] | None = None
-        # ema_decay: the averaged weights are what validation reads and best_state keeps
-        self.average = WeightAverage(model, config.ema_decay) if config.ema_decay else None
         self.train_rows = np.flatnonzero(data.train.row_lengths() > 0)
         # --- reliability (issue 8): set by train.checkpoint.Checkpointer.attach() ---
         self.checkpointer: Any = None  # writes checkpoints at batch/epoch ends
@@ -160,8 +157,6 @@ class Trainer:
             reason = "torchrun"
         elif self.on_batch_end is not None:
             reason = "a per-batch callback"
-        elif self.average is not None:
-            reason = "ema_decay (the average is updated after every step)"
         elif self.checkpointer is not None and (
             config.checkpoint_every_batches or config.checkpoint_every_minutes
         ):
@@ -216,7 +211,7 @@ class Trainer:
             if improved:
                 result.best_epoch = epoch
                 result.best_valid_rmse = record.valid_rmse
-                self.best_state = copy.deepcopy(self.read_model.state_dict())
+                self.best_state = copy.deepcopy(self.model.state_dict())
                 epochs_without_gain = 0
             else:
                 epochs_without_gain += 1
@@ -232,12 +227,6 @@ class Trainer:
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         return result
-
-    @property
-    def read_model(self) -> AutoEncoder:
-        """The weights validation scores and training keeps: the running average with
-        ema_decay, else the trained weights themselves."""
-        return self.model if self.average is None else self.average.module
 
     def _run_epoch(
         self,
@@ -324,8 +313,6 @@ class Trainer:
                         f"loss became {step.loss} at epoch {epoch}, batch {index + 1}/{n_batches}; "
                         "try a lower lr (the last good checkpoint is kept)"
                     )
-                if self.average is not None:
-                    self.average.update(self.model)
                 sse += step.sse
                 count += step.count
                 if self.on_batch_end is not None:
@@ -342,7 +329,7 @@ class Trainer:
         if has_valid:
             evaluate = self.ddp.evaluate_sse if self.ddp is not None else evaluate_sse  # [ddp]
             v_sse, v_sae, v_n = evaluate(
-                self.read_model,
+                self.model,
                 self.data.train,
                 self.data.valid,
                 batch_size=config.eval_batch_size,
