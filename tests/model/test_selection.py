@@ -259,6 +259,9 @@ def test_cli_train_without_config_selects_and_records_it(tmp_path) -> None:
     selection = json.loads((run / "selection.json").read_text())
     summary = json.loads((run / "summary.json").read_text())
     assert summary["selected"] == selection["winner"]
+    assert f"retrained {selection['winner']} on train + validation" in proc.stdout
+    assert summary["refit"]["epochs"] == [summary["best_epoch"]]
+    assert "refit: true" in (run / "config.yaml").read_text()
     assert (run / "best" / "model.json").is_file() and (run / "curves.png").is_file()
     saved = load_model(run / "best")
     assert saved.config().to_yaml() == (run / "config.yaml").read_text()

@@ -97,6 +97,14 @@ def select_run(
         started = time.perf_counter()
         echo("choosing the model on validation (deeprec.selection; --config skips this)")
         model.fit(dataset, echo=echo)
+        refit = getattr(model, "refit_", None)
+        if refit:
+            epochs = " + ".join(map(str, refit["epochs"]))
+            echo(
+                f"retrained {model.selection_['winner']} on train + validation "
+                f"({refit['ratings']:,} ratings) for {epochs} epoch(s): that model is kept "
+                "(refit; --set refit=false keeps the early-stopped winner)"
+            )
         with writing(run.path / "config.yaml", "config"):
             run.write_text("config.yaml", model.config().to_yaml())
             run.write_json("selection.json", model.selection_)
