@@ -111,19 +111,21 @@ def _random_split(path, fmt: str, **kw):
 
 
 def test_defaults_on_filmtrust_beat_surprise() -> None:
-    """generalization.md: DeepRec() 0.7671 at 1 thread (0.7685 with training inputs only;
-    this test runs 2 threads),
-    best Surprise default SVD 0.7810."""
+    """generalization.md: DeepRec() (selection, then the refit on train + validation)
+    0.7631 at 1 thread, and 0.7631 measured with this test's 2 threads (0.7671 without the
+    refit); the best Surprise default model, SVD on train + validation, 0.7810."""
     path = shared_file("filmtrust", "ratings.txt")
     with pytest.warns(Warning, match="duplicate"):
         dataset = _random_split(path, "csv", columns="user=0,item=1,rating=2")
     model = DeepRec(threads=2).fit(dataset)
-    assert model.score(dataset, "test")["rmse"] < 0.776
+    assert model.refit_ is not None
+    assert model.score(dataset, "test")["rmse"] < 0.769
 
 
 def test_defaults_on_a_dense_cut_beat_surprise(tmp_path) -> None:
     """The ML-1M subset's 100 most-rated items, users with >= 50 of them (as
-    benchmarks/generalization_sets.py cuts it): DeepRec() 0.8019, best Surprise SVD++ 0.8160."""
+    benchmarks/generalization_sets.py cuts it): DeepRec() 0.7967 measured with this test's 2
+    threads (0.7975 at 1 thread, where another L2 step won), best Surprise SVD++ 0.8160."""
     import pandas as pd
 
     frame = pd.read_csv(
@@ -136,7 +138,7 @@ def test_defaults_on_a_dense_cut_beat_surprise(tmp_path) -> None:
     part[["user", "item", "rating"]].to_csv(tmp_path / "dense.csv", index=False)
     dataset = _random_split(tmp_path / "dense.csv", "csv")
     model = DeepRec(threads=2).fit(dataset)
-    assert model.score(dataset, "test")["rmse"] < 0.810
+    assert model.score(dataset, "test")["rmse"] < 0.803
 
 
 def test_ml100k_preset_full_run() -> None:
