@@ -6,6 +6,7 @@ search work; `fit` returns self; predictions speak raw ids.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,7 +20,7 @@ from deeprec.data.carve import with_carved_validation, with_validation_merged
 from deeprec.data.dataset import PreparedDataset
 from deeprec.data.prediction_inputs import check_source, coo
 from deeprec.data.sparse import CSRMatrix
-from deeprec.errors import CheckpointError, ConfigError, DataError
+from deeprec.errors import CheckpointError, ConfigError, DataError, DataWarning
 from deeprec.model.autoencoder import AutoEncoder
 from deeprec.selection import SEARCHED_KEYS, select
 from deeprec.train.config import TrainConfig
@@ -481,10 +482,20 @@ class DeepRec(Recommender):
 
     def score(self, test: Any, y: Any = None, split: str = "test", **kwargs: Any) -> Any:
         """Recommender.score; the validation split of a dataset is scored from training
-        inputs only (the validation ratings cannot be inputs to their own scoring)."""
+        inputs only (the validation ratings cannot be inputs to their own scoring). After a
+        refit the weights have trained on those ratings: that is warned about, and
+        `best_valid_rmse_` stays the honest validation number."""
         name = y if isinstance(y, str) else split
         if not (isinstance(test, PreparedDataset) and name == "valid"):
             return super().score(test, y, split, **kwargs)
+        if getattr(self, "refit_", None):
+            warnings.warn(
+                "this model was retrained on train + validation (refit), so its score on the "
+                "validation split is not a validation score; best_valid_rmse_ "
+                f"({self.best_valid_rmse_:.4f}) is, from the fit that chose the model",
+                DataWarning,
+                stacklevel=2,
+            )
         saved = self.predict_inputs, self.predict_center
         self.predict_inputs = self.predict_center = "train"
         try:

@@ -26,6 +26,7 @@ from deeprec.baselines import BiasOnly
 from deeprec.data.carve import carve_mask, with_carved_validation
 from deeprec.data.dataset import PreparedDataset
 from deeprec.data.prepare import prepare_dataset
+from deeprec.errors import DataWarning
 from deeprec.selection import SEARCHED_KEYS, needs_selection
 
 from .model_data import split_frame, synthetic_frame
@@ -146,6 +147,8 @@ def test_the_chosen_model_is_refit_on_train_plus_valid_by_default(small, chosen)
         "ratings": len(small.train) + len(small.valid),
     }
     assert chosen.valid_.nnz == 0 and chosen.train_.nnz == len(small.train) + len(small.valid)
+    with pytest.warns(DataWarning, match="retrained on train \\+ validation"):
+        chosen.score(small, "valid")
     assert not DeepRec(hidden=[8]).refits() and DeepRec(hidden=[8], refit=True).refits()
     kept = DeepRec(threads=1, refit=False).fit(small)
     assert not kept.refits() and not kept.config().refit and not hasattr(kept, "refit_")

@@ -76,8 +76,9 @@ def _score_row(
         "seed": getattr(model, "seed", ""),
         "status": "ok",
     }
-    if len(ds.valid):
-        row["valid_rmse"] = model.score(ds, "valid")["rmse"]
+    if len(ds.valid):  # a refitted model trained on valid: its fit's own number is honest
+        refitted = getattr(model, "refit_", None)
+        row["valid_rmse"] = model.best_valid_rmse_ if refitted else model.score(ds, "valid")["rmse"]
     if len(ds.test):
         test = model.score(ds, "test")
         row["test_rmse"] = test["rmse"]
