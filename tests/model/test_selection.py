@@ -124,10 +124,35 @@ def test_no_model_keyword_means_selection_and_any_pins_the_model(small) -> None:
     assert {"orientation", "center", "weight_decay", "hidden"} <= set(SEARCHED_KEYS)
 
 
+def test_the_search_stops_at_its_candidate_budget() -> None:
+    """Every L2 step gains here, so the unbounded search would fit 9 candidates; the
+    budget (MAX_CANDIDATES) leaves out the runner-up family's last step."""
+    from types import SimpleNamespace
+
+    from deeprec.selection import select
+    from deeprec.selection.candidates import MAX_CANDIDATES
+
+    def fit(settings):
+        score = {"user": 1.0, "item": 1.1}[settings["orientation"]]
+        score += 0.05 * (settings["center"] == "none") - 0.01 * np.log(settings["weight_decay"])
+        return SimpleNamespace(best_valid_rmse_=score, best_epoch_=1)
+
+    _, report = select(fit, {}, valid_source="a test")
+    names = [t.name for t in report.trials]
+    assert MAX_CANDIDATES == 8 and len(names) == 8
+    assert names[3:] == [
+        "user-deep L2x3",
+        "user-deep L2/3",
+        "user-deep L2x9",
+        "item-wide L2x3",
+        "item-wide L2/3",
+    ]
+
+
 def test_selection_is_recorded_and_keeps_the_best_candidate(chosen) -> None:
     report = chosen.selection_
     trials = report["trials"]
-    assert 3 <= len(trials) <= 9  # bounded: three candidates, then at most 3 L2 steps for 2
+    assert 3 <= len(trials) <= 8  # bounded: three candidates, then L2 steps, 8 fits at most
     best = min(trials, key=lambda t: t["valid_rmse"])
     assert report["winner"] == best["name"] and "lowest validation RMSE" in report["reason"]
     assert chosen.best_valid_rmse_ == pytest.approx(best["valid_rmse"])

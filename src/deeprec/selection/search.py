@@ -2,7 +2,8 @@
 validation RMSE (clipped, on the rating scale: the one number every candidate shares).
 
 The search is bounded: three first-round candidates, then L2 steps of 3x around each of
-the two best (x3 and /3, and one step further the way that gained): at most nine fits.
+the two best (x3 and /3, and one step further the way that gained), at most
+MAX_CANDIDATES (8) fits in all.
 Both families get their L2 searched because the first round compares them at one L2 each,
 and the best L2 moves a lot between data sets (issue 18: about 300-fold). The winner is
 kept as fitted; at prediction time it reads the validation ratings as inputs (DeepRec's
@@ -21,6 +22,7 @@ from typing import Any
 
 from deeprec.selection.candidates import (
     L2_STEP,
+    MAX_CANDIDATES,
     MAX_L2_STEPS,
     SEARCHED_FAMILIES,
     first_round,
@@ -82,8 +84,11 @@ def select(
     report = SelectionReport(pinned=dict(pinned), valid_source=valid_source)
     best: tuple[Trial, Any] | None = None
 
-    def run(name: str, settings: dict[str, Any]) -> Trial:
+    def run(name: str, settings: dict[str, Any]) -> Trial | None:
+        """Fit and record one candidate; None once MAX_CANDIDATES have been fitted."""
         nonlocal best
+        if len(report.trials) >= MAX_CANDIDATES:
+            return None
         started = time.perf_counter()
         model = fit(settings)
         score = model.best_valid_rmse_
@@ -105,7 +110,7 @@ def select(
         return trial
 
     for name, settings in first_round(pinned).items():
-        run(name, settings)
+        run(name, settings)  # at most 3: always within the budget
     assert best is not None
     if "weight_decay" not in pinned:
         for centre in sorted(report.trials, key=lambda t: t.valid_rmse)[:SEARCHED_FAMILIES]:
@@ -116,18 +121,21 @@ def select(
     return model, report
 
 
-def _search_l2(run: Callable[[str, dict[str, Any]], Trial], centre: Trial) -> None:
+def _search_l2(run: Callable[[str, dict[str, Any]], Trial | None], centre: Trial) -> None:
     """Try L2 x3 and /3 of `centre`; then step further the way that beat it, while it gains
-    (at most MAX_L2_STEPS more)."""
+    (at most MAX_L2_STEPS more); every fit only while the candidate budget lasts."""
     up = run(f"{centre.name} L2x{L2_STEP:g}", with_l2(centre.settings, L2_STEP))
     down = run(f"{centre.name} L2/{L2_STEP:g}", with_l2(centre.settings, 1 / L2_STEP))
-    step, factor = min((up, L2_STEP), (down, 1 / L2_STEP), key=lambda p: p[0].valid_rmse)
+    tried = [(t, f) for t, f in ((up, L2_STEP), (down, 1 / L2_STEP)) if t is not None]
+    if not tried:
+        return
+    step, factor = min(tried, key=lambda p: p[0].valid_rmse)
     if step.valid_rmse >= centre.valid_rmse:
         return
     for k in range(MAX_L2_STEPS):
         name = f"{centre.name} L2{'x' if factor > 1 else '/'}{L2_STEP ** (k + 2):g}"
         nxt = run(name, with_l2(step.settings, factor))
-        if nxt.valid_rmse >= step.valid_rmse:
+        if nxt is None or nxt.valid_rmse >= step.valid_rmse:
             break
         step = nxt
 
