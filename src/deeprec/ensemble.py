@@ -52,7 +52,10 @@ def expand_members(
 def member_groups(
     members: list[dict[str, Any]] | tuple[dict[str, Any], ...], overrides: list[str] | None = None
 ) -> list[list[TrainConfig]]:
-    """Per member spec, its list of TrainConfigs (one per seed; one when no ``seeds``)."""
+    """Per member spec, its list of TrainConfigs (one per seed; one when no ``seeds``).
+    Members never refit on train + validation (a preset's ``refit: true`` is turned off):
+    the blend is fitted on their validation predictions, which must come from weights that
+    did not train on those ratings."""
     from deeprec.presets import load_preset
 
     if not isinstance(members, (list, tuple)) or not members:
@@ -65,9 +68,14 @@ def member_groups(
         preset = spec.pop("preset", None)
         seeds = spec.pop("seeds", None)
         base = load_preset(preset) if preset is not None else TrainConfig()
-        values = {**base.to_dict(), **spec}
+        values = {**base.to_dict(), "refit": False, **spec}
         config = TrainConfig.from_dict(values, source=f"ensemble member {k}")
         config = config.with_overrides(list(overrides or []))
+        if config.refit:
+            raise ConfigError(
+                f"ensemble member {k}: refit cannot be used in an ensemble (the blend is "
+                "fitted on the members' validation predictions)"
+            )
         if seeds is None:
             groups.append([config])
             continue

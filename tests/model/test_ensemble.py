@@ -65,6 +65,17 @@ def test_members_expand_presets_and_seeds() -> None:
         Ensemble(blend="median").member_configs()
 
 
+def test_members_never_refit() -> None:
+    """The blend is fitted on validation predictions: a member trained on validation would
+    leak. A preset's refit is turned off; asking for one is refused, naming the member."""
+    (single,) = expand_members([{"preset": "ml-100k-single"}])
+    assert not single.refit and single.global_kernel  # the rest of the preset is kept
+    with pytest.raises(ConfigError, match="member 1: refit"):
+        expand_members([{"epochs": 2}, {"refit": True}])
+    with pytest.raises(ConfigError, match="member 0: refit"):
+        expand_members([{"epochs": 2}], ["refit=true"])
+
+
 def test_each_member_is_the_deeprec_it_describes(data, fitted) -> None:
     assert len(fitted.members_) == 3
     assert [m.seed for m in fitted.members_] == [0, 1, 0]
