@@ -6,6 +6,7 @@ search work; `fit` returns self; predictions speak raw ids.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -352,6 +353,47 @@ class DeepRec(Recommender):
             self.best_valid_rmse_ = tuned.best_valid_rmse
             assert tuned.best_epoch is not None
             self.phase_best_epochs_.append(tuned.best_epoch - len(result.history))  # 1-based
+        elif config.finetune_epochs:
+            if dist is not None:
+                raise ConfigError("a second phase (finetune_epochs) is not run under torchrun")
+            self._second_phase(dataset, config, data, len(result.history), on_epoch_end)
+
+    def _second_phase(self, dataset, config, data, done: int, on_epoch_end) -> None:
+        """finetune_epochs without a global kernel: continue from the best weights at
+        finetune_lr with a fresh optimizer, early-stopped on validation. Kept only if it
+        beats the first phase on validation (else phase 2 counts 0 epochs); without
+        validation (the refit) all its epochs run and the last is kept."""
+        first_state = copy.deepcopy(self.module_.state_dict())
+        second = replace(
+            config,
+            lr=config.finetune_lr or config.lr,
+            epochs=config.finetune_epochs,
+            lr_schedule="none",
+        )
+        trainer = Trainer(
+            self.module_,
+            second,
+            data,
+            rating_range=dataset.rating_range,
+            rating_scale=self._rating_scale(config.orientation),
+            progress=self.verbose,
+            on_epoch_end=on_epoch_end,
+        )
+        result = trainer.fit()
+        for record in result.history:  # numbered after the first phase's epochs
+            record.epoch += done
+        first = self.best_valid_rmse_
+        gained = result.best_valid_rmse is None or (
+            first is not None and result.best_valid_rmse < first
+        )
+        self.history_ += result.history
+        if gained and result.best_epoch is not None:
+            self.best_epoch_ = result.best_epoch + done
+            self.best_valid_rmse_ = result.best_valid_rmse
+            self.phase_best_epochs_.append(result.best_epoch)
+        else:
+            self.module_.load_state_dict(first_state)
+            self.phase_best_epochs_.append(0)
 
     # ------------------------------------------------------------ centring
     def _fit_center(self, dataset: PreparedDataset, center: str, standardize: bool) -> None:

@@ -212,7 +212,6 @@ def test_refit_without_validation_is_the_plain_fit(dataset) -> None:
         ({"global_kernel": 3, "orientation": "item", "compute": "reference"}, "global_kernel"),
         ({"global_kernel": 3, "finetune_epochs": 5, "compute": "reference"}, "global_kernel"),
         ({"global_kernel": 3, "finetune_epochs": 5, "orientation": "item"}, "global_kernel"),
-        ({"finetune_epochs": 5}, "finetune_epochs"),  # no global kernel
         ({"finetune_lr": -0.1}, "finetune_lr"),
         ({"finetune_epochs": 1.5}, "finetune_epochs"),
         ({"refit": "yes"}, "refit"),

@@ -75,7 +75,10 @@ class TrainConfig:
     # up to finetune_epochs full-batch epochs fine-tune the model on ReLU(the training matrix
     # convolved with a k x k kernel computed from the model's per-row mean output;
     # train/global_finetune.py), early-stopped on validation like the pre-training, at
-    # learning rate finetune_lr (0 = lr). orientation item, compute reference; 0 = off
+    # learning rate finetune_lr (0 = lr). orientation item, compute reference; 0 = off.
+    # finetune_epochs without global_kernel: a plain second phase of up to that many epochs
+    # at finetune_lr from the best weights (fresh optimizer state), early-stopped on
+    # validation, kept only if it beats the first phase there; any orientation or compute
     global_kernel: int = 0
     finetune_epochs: int = 0
     finetune_lr: float = 0.0
@@ -269,8 +272,12 @@ class TrainConfig:
             "finetune_lr",
             f"must be >= 0 (0 = lr), got {self.finetune_lr}",
         )
-        if k == 0:
-            _expect(self.finetune_epochs == 0, "finetune_epochs", "needs global_kernel > 0")
+        if k == 0:  # finetune_epochs alone: a second, plain phase (DeepRec._second_phase)
+            _expect(
+                self.finetune_epochs == 0 or self.optimizer != "lbfgs",
+                "finetune_epochs",
+                "needs a first-order optimizer (the second phase lowers its learning rate)",
+            )
             return
         _expect(self.finetune_epochs >= 1, "global_kernel", "needs finetune_epochs >= 1")
         _expect(
