@@ -317,8 +317,8 @@ class DeepRec(Recommender):
         self.module_.eval()
         self._drop_prediction_cache()
 
-    def _train(self, dataset, config, data, dist, on_epoch_end, checkpointer) -> None:
-        trainer = Trainer(
+    def _trainer(self, dataset, config, data, dist, on_epoch_end) -> Trainer:
+        return Trainer(
             self.module_,
             config,
             data,
@@ -329,6 +329,9 @@ class DeepRec(Recommender):
             on_epoch_end=on_epoch_end,
             dist=dist,
         )
+
+    def _train(self, dataset, config, data, dist, on_epoch_end, checkpointer) -> None:
+        trainer = self._trainer(dataset, config, data, dist, on_epoch_end)
         if checkpointer is not None:  # reliability (issue 8): checkpoints and --resume
             checkpointer.attach(trainer)
         result = trainer.fit()
@@ -370,15 +373,7 @@ class DeepRec(Recommender):
             epochs=config.finetune_epochs,
             lr_schedule="none",
         )
-        trainer = Trainer(
-            self.module_,
-            second,
-            data,
-            rating_range=dataset.rating_range,
-            rating_scale=self._rating_scale(config.orientation),
-            progress=self.verbose,
-            on_epoch_end=on_epoch_end,
-        )
+        trainer = self._trainer(dataset, second, data, None, on_epoch_end)
         result = trainer.fit()
         for record in result.history:  # numbered after the first phase's epochs
             record.epoch += done
