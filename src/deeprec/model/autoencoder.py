@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +48,19 @@ from deeprec.errors import ConfigError
 from deeprec.model.activations import get_activation
 
 DROPOUT_PLACEMENTS = ("code", "all", "none")
+
+
+class LayerPlan(NamedTuple):
+    """One layer as the hand-written steps walk the network (step/fast.py, step/graph.py):
+    the stored matrix (the encoder's, transposed, when the decoder is tied), bias,
+    activation and the dropout rate applied after it."""
+
+    weight: nn.Parameter
+    transposed: bool
+    bias: nn.Parameter
+    activation_name: str
+    dropout: float
+    last: bool  # the output layer
 
 
 class AutoEncoder(nn.Module):
@@ -206,6 +220,28 @@ class AutoEncoder(nn.Module):
         if self.weight_kernel_dim:
             w = w * weight_kernel(self.decoder_kernels_in[i], self.decoder_kernels_out[i])
         return w
+
+    def layer_plan(self) -> list[LayerPlan]:
+        """Encoder then decoder layers, with the dropout that `forward` applies after each
+        in training (the code layer's, every hidden layer's with placement "all")."""
+        n_hidden = len(self.hidden)
+        drop = self.dropout if self.dropout_placement != "none" else 0.0
+        plan = []
+        for i in range(n_hidden):
+            code = i == n_hidden - 1
+            p = drop if (self.dropout_placement == "all" or code) else 0.0
+            weight, bias = self.encoder_weights[i], self.encoder_biases[i]
+            plan.append(LayerPlan(weight, False, bias, self.activation_name, p, False))
+        for i in range(n_hidden):
+            last = i == n_hidden - 1
+            if self.constrained:
+                weight, transposed = self.encoder_weights[n_hidden - 1 - i], True
+            else:
+                weight, transposed = self.decoder_weights[i], False
+            p = drop if (self.dropout_placement == "all" and not last) else 0.0
+            name = self.last_activation_name if last else self.activation_name
+            plan.append(LayerPlan(weight, transposed, self.decoder_biases[i], name, p, last))
+        return plan
 
     def _drop(self, x: torch.Tensor, is_code: bool) -> torch.Tensor:
         if self.dropout == 0.0 or self.dropout_placement == "none":

@@ -135,30 +135,10 @@ class FastNet:
         use_input_major_first_layer(model)
         self.model = model
         self.lowp = low_precision_dtype(precision)
-        n_hidden = len(model.hidden)
-        drop = model.dropout if model.dropout_placement != "none" else 0.0
-        layers: list[_Layer] = []
-        for i in range(n_hidden):
-            is_code = i == n_hidden - 1
-            p = drop if (model.dropout_placement == "all" or is_code) else 0.0
-            layers.append(
-                _Layer(
-                    model.encoder_weights[i],
-                    False,
-                    model.encoder_biases[i],
-                    model.activation_name,
-                    p,
-                )
-            )
-        for i in range(n_hidden):
-            last = i == n_hidden - 1
-            if model.constrained:
-                param, transposed = model.encoder_weights[n_hidden - 1 - i], True
-            else:
-                param, transposed = model.decoder_weights[i], False
-            p = drop if (model.dropout_placement == "all" and not last) else 0.0
-            act = model.last_activation_name if last else model.activation_name
-            layers.append(_Layer(param, transposed, model.decoder_biases[i], act, p))
+        layers = [
+            _Layer(spec.weight, spec.transposed, spec.bias, spec.activation_name, spec.dropout)
+            for spec in model.layer_plan()
+        ]
         self.layers = layers
         self.first = model.encoder_weights[0]
         self._params = list(dict.fromkeys(layer.param for layer in layers))

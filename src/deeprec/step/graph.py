@@ -138,26 +138,17 @@ class DenseStepCore:
         self.low = torch.bfloat16 if precision == "bf16" else None
         first = model.encoder_weights[0]
         self.dtype, self.device = first.dtype, first.device
-        n_hidden = len(model.hidden)
-        drop = model.dropout if model.dropout_placement != "none" else 0.0
-        layers = []
-        for i in range(n_hidden):
-            code = i == n_hidden - 1
-            p = drop if (model.dropout_placement == "all" or code) else 0.0
-            name = model.activation_name
-            layers.append(
-                _Layer(model.encoder_weights[i], False, model.encoder_biases[i], model.act, name, p)
+        layers = [
+            _Layer(
+                spec.weight,
+                spec.transposed,
+                spec.bias,
+                model.last_act if spec.last else model.act,
+                spec.activation_name,
+                spec.dropout,
             )
-        for i in range(n_hidden):
-            last = i == n_hidden - 1
-            if model.constrained:
-                weight, transposed = model.encoder_weights[n_hidden - 1 - i], True
-            else:
-                weight, transposed = model.decoder_weights[i], False
-            p = drop if (model.dropout_placement == "all" and not last) else 0.0
-            act = model.last_act if last else model.act
-            name = model.last_activation_name if last else model.activation_name
-            layers.append(_Layer(weight, transposed, model.decoder_biases[i], act, name, p))
+            for spec in model.layer_plan()
+        ]
         self.layers = layers
         # optimizer layout: (param, group index, weight decay, momentum)
         self.params: list[tuple[torch.nn.Parameter, int, float, float]] = []
