@@ -99,11 +99,9 @@ def select_run(
         model.fit(dataset, echo=echo)
         refit = getattr(model, "refit_", None)
         if refit:
-            epochs = " + ".join(map(str, refit["epochs"]))
             echo(
-                f"retrained {model.selection_['winner']} on train + validation "
-                f"({refit['ratings']:,} ratings) for {epochs} epoch(s): that model is kept "
-                "(refit; --set refit=false keeps the early-stopped winner)"
+                f"{refit_sentence(refit, model.selection_['winner'])} "
+                "(--set refit=false keeps the early-stopped winner)"
             )
         with writing(run.path / "config.yaml", "config"):
             run.write_text("config.yaml", model.config().to_yaml())
@@ -316,6 +314,15 @@ def _train(
     return summary
 
 
+def refit_sentence(refit: dict[str, Any], model: str = "") -> str:
+    """What a refit ran, from `refit_` (its epochs per phase and ratings)."""
+    epochs = " + ".join(str(e) for e in refit["epochs"])
+    return (
+        f"retrained {model + ' ' if model else ''}on train + validation ({refit['ratings']:,} ratings) for {epochs} "
+        "epoch(s) (refit): that model is kept"
+    )
+
+
 def outcome_lines(summary: dict[str, Any], config: TrainConfig) -> list[str]:
     """What a user wants to know when training ends: why it stopped, which epoch is kept,
     the test RMSE, and where the model and the curves are."""
@@ -331,11 +338,8 @@ def outcome_lines(summary: dict[str, Any], config: TrainConfig) -> list[str]:
     lines = [stop]
     refit = summary.get("refit")
     if valid is not None and refit:
-        epochs = " + ".join(str(e) for e in refit["epochs"])
         lines.append(
-            f"best epoch {best} (validation RMSE {valid:.4f}); then retrained on train + "
-            f"validation ({refit['ratings']:,} ratings) for {epochs} epoch(s) (refit): that "
-            "model is kept"
+            f"best epoch {best} (validation RMSE {valid:.4f}); then {refit_sentence(refit)}"
         )
     elif valid is not None:
         lines.append(f"best epoch {best} (validation RMSE {valid:.4f}): that model is kept")
