@@ -45,7 +45,7 @@ class DeepRec(Recommender):
     for the meaning of every keyword.
 
     With none of the model keywords given (architecture, orientation, centring, optimiser,
-    L2, epochs: deeprec.selection.SEARCHED_KEYS), the model is chosen from the data at
+    L2, epochs, input dropout, second phase: deeprec.selection.SEARCHED_KEYS), the model is chosen from the data at
     `fit`: a few fixed candidates are scored on the validation split (carved from the
     training data, `valid_fraction`, when none is given) and the best is kept as fitted;
     `selection_` says what was tried and why the winner won. Giving any model keyword pins
@@ -84,14 +84,14 @@ class DeepRec(Recommender):
         center: str | None = None,
         standardize: bool = _D.standardize,
         refeed_steps: int = _D.refeed_steps,
-        input_dropout: float = _D.input_dropout,
+        input_dropout: float | None = None,
         input_row_scale: float = _D.input_row_scale,
         rated_indicator: bool = _D.rated_indicator,
         weight_kernel_dim: int = _D.weight_kernel_dim,
         kernel_sparsity: float = _D.kernel_sparsity,
         global_kernel: int = _D.global_kernel,
-        finetune_epochs: int = _D.finetune_epochs,
-        finetune_lr: float = _D.finetune_lr,
+        finetune_epochs: int | None = None,
+        finetune_lr: float | None = None,
         refit: bool | None = None,
         optimizer: str | None = None,
         lr: float | None = None,

@@ -168,7 +168,7 @@ def test_the_chosen_model_is_refit_on_train_plus_valid_by_default(small, chosen)
     selection and the validation record are those of the selection's own fit."""
     assert chosen.refits() and chosen.config().refit
     assert chosen.refit_ == {
-        "epochs": [chosen.best_epoch_],
+        "epochs": chosen.phase_best_epochs_,  # [first phase] or [first, second]
         "ratings": len(small.train) + len(small.valid),
     }
     assert chosen.valid_.nnz == 0 and chosen.train_.nnz == len(small.train) + len(small.valid)
@@ -288,7 +288,7 @@ def test_cli_train_without_config_selects_and_records_it(tmp_path) -> None:
     summary = json.loads((run / "summary.json").read_text())
     assert summary["selected"] == selection["winner"]
     assert f"retrained {selection['winner']} on train + validation" in proc.stdout
-    assert summary["refit"]["epochs"] == [summary["best_epoch"]]
+    assert summary["refit"]["epochs"] == summary["phase_best_epochs"]
     assert "refit: true" in (run / "config.yaml").read_text()
     assert (run / "best" / "model.json").is_file() and (run / "curves.png").is_file()
     saved = load_model(run / "best")

@@ -125,6 +125,8 @@ def _fit_summary(model: DeepRec, started: float) -> dict[str, Any]:
     """The part of summary.json every finished fit has (selected or pinned)."""
     return {
         "best_epoch": model.best_epoch_,
+        # the best epoch of each phase (a second phase counts from its own start)
+        "phase_best_epochs": getattr(model, "phase_best_epochs_", [model.best_epoch_]),
         "best_valid_rmse": model.best_valid_rmse_,
         "epochs_run": len(model.history_),
         "train_seconds": time.perf_counter() - started,
