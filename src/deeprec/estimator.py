@@ -58,8 +58,9 @@ class DeepRec(Recommender):
     the training ratings only. `predict_center` says where the centring biases used at
     prediction time come from: re-estimated on train + validation (``"train+valid"``), or
     the training split's, as in training (``"train"``). The defaults, both
-    ``"train+valid"``, were better on test on 7 of 8 sets of docs/results/generalization.md
-    (ML-1M time split: 0.8852 -> 0.8617; the re-fitted biases carry most of it). Both may
+    ``"train+valid"``, were better on test on 8 of 9 sets of docs/results/generalization.md
+    (ML-1M time split: 0.8858 -> 0.8621; the re-fitted biases carry most of it; the dense
+    cut lost 0.003). Both may
     be changed after `fit` (`set_params`). `refit` goes further: once the model (and its
     best epoch) is chosen on validation, it is trained again on train + validation for that
     many epochs, and that model is kept (then there is no validation left to read). None
