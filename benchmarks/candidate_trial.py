@@ -29,7 +29,8 @@ def main() -> None:
     name = sys.argv[1]
     data = SETS[name][1]()
     for raw in sys.argv[2:]:
-        overrides = json.loads(raw)
+        trial = json.loads(raw)
+        overrides = dict(trial)
         settings = dict(FIRST_ROUND[overrides.pop("base")])
         settings["weight_decay"] *= overrides.pop("l2x", 1.0)
         started = time.perf_counter()
@@ -37,7 +38,7 @@ def main() -> None:
         seconds = time.perf_counter() - started
         result = {
             "set": name,
-            "trial": json.loads(raw),
+            "trial": trial,
             "valid": round(model.best_valid_rmse_, 5),
             "test": round(model.score(data.to_pandas("test"))["rmse"], 4),
             "phase_best_epochs": model.phase_best_epochs_,

@@ -7,7 +7,8 @@ usage: python benchmarks/single_model.py DATA 'json-overrides' ['json-overrides'
 DATA: ml100k (u1.base/u1.test, `given`; valid = seeded 10% of u1.base), filmtrust and mlls
 (ml-latest-small) (`random:0.8,0.1,0.1`), ml1m (ML-1M users 1-2999, `time-quantile:0.9`).
 Each override is applied on top of configs/ml-100k.yaml ("preset" = no overrides), or on
-top of configs/NAME.yaml with {"config": "NAME", ...}; one JSON line per trial. 1 torch thread unless DEEPREC_THREADS says otherwise.
+top of configs/NAME.yaml with {"config": "NAME", ...}; one JSON line per trial. 1 torch
+thread unless DEEPREC_THREADS says otherwise.
 {"refit": [s, ...], ...} (a list; true/false sets the config option `refit`) also
 refits the chosen settings on train + validation (all the training ratings) for
 round(s * the best epoch count) epochs, no validation, once per s, and prints each refit's

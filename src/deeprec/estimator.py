@@ -45,9 +45,10 @@ class DeepRec(Recommender):
     for the meaning of every keyword.
 
     With none of the model keywords given (architecture, orientation, centring, optimiser,
-    L2, epochs, input dropout, second phase: deeprec.selection.SEARCHED_KEYS), the model is chosen from the data at
-    `fit`: a few fixed candidates are scored on the validation split (carved from the
-    training data, `valid_fraction`, when none is given) and the best is kept as fitted;
+    L2, epochs, input dropout, second phase: deeprec.selection.SEARCHED_KEYS), the model is
+    chosen from the data at `fit`: a few fixed candidates are scored on the validation split
+    (carved from the training data, `valid_fraction`, when none is given) and the best is
+    kept as fitted;
     `selection_` says what was tried and why the winner won. Giving any model keyword pins
     the whole model: exactly that, with TrainConfig's defaults for the keywords left out.
     `config_` is the configuration that was trained.

@@ -4,8 +4,8 @@
   item-based ml-100k preset, with mini-batches so that 25 epochs suffice (the full preset
   trains full-batch for ~130 epochs), reaches test RMSE < 0.95.
 - The data-driven defaults (`DeepRec()`, deeprec.selection) on FilmTrust, ml-latest-small
-  and the ML-1M subset's dense cut beat the best of Surprise's four default models there, within a small
-  margin of their measured RMSE (docs/results/generalization.md).
+  and the ML-1M subset's dense cut beat the best of Surprise's four default models there,
+  within a small margin of their measured RMSE (docs/results/generalization.md).
 - The ml-100k preset, full length, on u1 with a 10% validation carve-out; so is the
   ml-100k-single preset (the best single model, refit on all of u1.base).
 - ML-1M users 1-2999, time split (latest 10% by time, 50/50 valid/test): below the

@@ -319,8 +319,9 @@ def _train(
 def refit_sentence(refit: dict[str, Any], model: str = "") -> str:
     """What a refit ran, from `refit_` (its epochs per phase and ratings)."""
     epochs = " + ".join(str(e) for e in refit["epochs"])
+    who = f"{model} " if model else ""
     return (
-        f"retrained {model + ' ' if model else ''}on train + validation ({refit['ratings']:,} ratings) for {epochs} "
+        f"retrained {who}on train + validation ({refit['ratings']:,} ratings) for {epochs} "
         "epoch(s) (refit): that model is kept"
     )
 
