@@ -33,6 +33,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "deeprec.base",
             "deeprec.estimator",
             "deeprec.ensemble",
+            "deeprec.ensemble_config",
+            "deeprec.teacher",
             "deeprec.baselines",
             "deeprec.selection",
             "deeprec.model_selection",

@@ -24,6 +24,7 @@ from deeprec.data.sparse import CSRMatrix
 from deeprec.errors import CheckpointError, ConfigError, DataError, DataWarning
 from deeprec.model.autoencoder import AutoEncoder
 from deeprec.selection import SEARCHED_KEYS, select
+from deeprec.teacher import Teacher
 from deeprec.train.config import TrainConfig
 from deeprec.train.distributed import current_context, resolve_device
 from deeprec.train.evaluation import RatingScale, predict_rows
@@ -95,6 +96,8 @@ class DeepRec(Recommender):
         finetune_epochs: int | None = None,
         finetune_lr: float | None = None,
         refit: bool | None = None,
+        teacher: str = _D.teacher,
+        teacher_weight: float = _D.teacher_weight,
         optimizer: str | None = None,
         lr: float | None = None,
         momentum: float = _D.momentum,
@@ -144,6 +147,8 @@ class DeepRec(Recommender):
         self.finetune_epochs = finetune_epochs
         self.finetune_lr = finetune_lr
         self.refit = refit
+        self.teacher = teacher
+        self.teacher_weight = teacher_weight
         self.optimizer = optimizer
         self.lr = lr
         self.momentum = momentum
@@ -228,12 +233,23 @@ class DeepRec(Recommender):
     ) -> None:
         if dataset.train.ratings.shape[0] == 0:
             raise DataError("cannot train on an empty training split")
-        if not self.needs_selection():
-            self._fit_config(dataset, self.config({}), on_epoch_end, checkpointer)
-        else:
-            dataset = self._select(dataset, echo)
-        if self.refits() and dataset.valid.ratings.shape[0]:
-            self._refit(dataset)
+        if self.teacher and self.needs_selection():
+            raise ConfigError(
+                "teacher distils into a pinned model: give the model's settings too (a "
+                "config, a preset or model keywords)"
+            )
+        vars(self).pop("teacher_", None)
+        try:
+            if not self.needs_selection():
+                self._fit_config(dataset, self.config({}), on_epoch_end, checkpointer)
+            else:
+                dataset = self._select(dataset, echo)
+            if self.refits() and dataset.valid.ratings.shape[0]:
+                self._refit(dataset)
+        finally:  # only the student is kept, also when the fit fails
+            teacher = vars(self).pop("_teacher", None)
+        if teacher is not None:
+            self.teacher_ = teacher.summary()
 
     def refits(self) -> bool:
         """Whether `fit` ends with a refit on train + validation: `refit` when given; else
@@ -260,6 +276,9 @@ class DeepRec(Recommender):
         )
         record = (self.history_, self.best_epoch_, self.best_valid_rmse_, epochs)
         merged = with_validation_merged(dataset)
+        teacher = getattr(self, "_teacher", None)
+        if teacher is not None:  # the student's refit distils from the refitted teacher
+            teacher.refit(dataset)
         self._set_index(merged)  # predictions read every rating the fit was given
         self._fit_config(merged, fixed)
         self.refit_history_ = self.history_
@@ -311,6 +330,8 @@ class DeepRec(Recommender):
         dist = current_context(device)
         self._fit_center(dataset, config.center, config.standardize)
         data = self._centered_data(dataset, config.orientation)
+        if config.teacher:
+            data = replace(data, teacher=self._teacher_targets(dataset, config))
         with library_state(config.threads, config.seed):
             n_rows, n_inputs = data.train.shape
             self.module_ = build_model(config, n_inputs, n_rows).to(device)
@@ -333,6 +354,8 @@ class DeepRec(Recommender):
         )
 
     def _train(self, dataset, config, data, dist, on_epoch_end, checkpointer) -> None:
+        if dist is not None and config.teacher:
+            raise ConfigError("teacher (distillation) is not supported with distributed training")
         trainer = self._trainer(dataset, config, data, dist, on_epoch_end)
         if checkpointer is not None:  # reliability (issue 8): checkpoints and --resume
             checkpointer.attach(trainer)
@@ -391,6 +414,25 @@ class DeepRec(Recommender):
         else:
             self.module_.load_state_dict(first_state)
             self.phase_best_epochs_.append(0)
+
+    def _teacher_targets(self, dataset: PreparedDataset, config: TrainConfig) -> torch.Tensor:
+        """The teacher's mean prediction of every cell as the network's targets: minus the
+        training centring, over its scale, in the model's orientation (deeprec.teacher).
+        The teacher is fitted at the first call of a fit (and refitted by _refit)."""
+        teacher = getattr(self, "_teacher", None)
+        if teacher is None:
+            echo = print if self.verbose else None
+            teacher = Teacher(config.teacher, _teacher_member, echo=echo).fit(dataset)
+            self._teacher = teacher
+        targets = teacher.predictions().astype(np.float64)
+        if config.center == "bias":
+            users = np.arange(dataset.n_users)[:, None]
+            items = np.arange(dataset.n_items)[None, :]
+            targets -= self._baseline(users, items, self._train_biases())
+        targets /= self._scale
+        if config.orientation == "item":
+            targets = targets.T
+        return torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32))
 
     # ------------------------------------------------------------ centring
     def _fit_center(self, dataset: PreparedDataset, center: str, standardize: bool) -> None:
@@ -747,6 +789,7 @@ class DeepRec(Recommender):
         return {
             "selection": selection,
             "refit": getattr(self, "refit_", None),
+            "teacher": getattr(self, "teacher_", None),
             "best_epoch": getattr(self, "best_epoch_", None),
             "best_valid_rmse": getattr(self, "best_valid_rmse_", None),
             "history": history,
@@ -758,6 +801,8 @@ class DeepRec(Recommender):
             self.selection_ = meta["selection"]
         if meta.get("refit") is not None:
             self.refit_ = meta["refit"]
+        if meta.get("teacher") is not None:
+            self.teacher_ = meta["teacher"]
         self.best_epoch_ = meta.get("best_epoch")
         self.best_valid_rmse_ = meta.get("best_valid_rmse")
         self.history_ = [EpochRecord(**r) for r in meta.get("history", [])]
@@ -769,6 +814,11 @@ class DeepRec(Recommender):
     @property
     def module(self) -> AutoEncoder:
         return self.module_
+
+
+def _teacher_member(config: TrainConfig) -> DeepRec:
+    """A teacher model (deeprec.teacher): it predicts from training inputs until refitted."""
+    return DeepRec.from_config(config, predict_inputs="train", predict_center="train")
 
 
 def _check_encoder_shapes(state: dict[str, torch.Tensor], n_inputs: int, hidden: list[int]) -> None:

@@ -132,6 +132,8 @@ def _fit_summary(model: DeepRec, started: float) -> dict[str, Any]:
         "train_seconds": time.perf_counter() - started,
         "architecture": model.module.architecture(),
         "refit": getattr(model, "refit_", None),
+        # distillation (config teacher): the teacher's models, their validation RMSE
+        "teacher": getattr(model, "teacher_", None),
     }
 
 

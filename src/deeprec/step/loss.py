@@ -18,3 +18,11 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
     """MMSE = sum(mask * (pred - target)^2) / sum(mask); RMSE = sqrt(MMSE)."""
     count = mask.sum().clamp_min(1.0)
     return masked_sse(pred, target, mask) / count
+
+
+def unobserved_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the entries where mask is 0 (distillation: `target` is a
+    teacher's dense prediction there; the observed entries keep the ratings' loss)."""
+    unobserved = 1.0 - mask
+    diff = (pred - target) * unobserved
+    return (diff * diff).sum() / unobserved.sum().clamp_min(1.0)

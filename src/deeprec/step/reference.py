@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from deeprec.data.batching import RowBatch
 from deeprec.model.autoencoder import AutoEncoder
-from deeprec.step.loss import masked_mse, masked_sse
+from deeprec.step.loss import masked_mse, masked_sse, unobserved_mse
 
 
 @dataclass
@@ -31,17 +31,25 @@ def reference_step(
     refeed_steps: int = 0,
     input_dropout: float = 0.0,
     kernel_sparsity: float = 0.0,
+    teacher: torch.Tensor | None = None,
+    teacher_weight: float = 0.0,
 ) -> StepResult:
     """NVIDIA's procedure: update on (x, f(x)) with the observed mask, then `refeed_steps`
     updates on (y, f(y)) with a full mask, where y = f(x) detached (section 2.2).
-    With kernelised weights, kernel_sparsity/2 * sum K^2 is added to each loss."""
+    With kernelised weights, kernel_sparsity/2 * sum K^2 is added to each loss. With
+    `teacher` (the batch rows' dense teacher predictions, in the model's target space),
+    teacher_weight * the mean squared distance to it over the unobserved entries is added
+    to the first loss (distillation; deeprec.teacher)."""
     # parameters(), not model.encoder_weights: under torchrun `model` is the DDP wrapper
     x, mask = batch.dense(dtype=next(model.parameters()).dtype)
     inputs = F.dropout(x, p=input_dropout, training=True) if input_dropout > 0 else x
     optimizer.zero_grad(set_to_none=True)
     out = model(inputs)
     loss = masked_mse(out, x, mask)
-    (loss + kernel_penalty(model, kernel_sparsity)).backward()
+    total = loss + kernel_penalty(model, kernel_sparsity)
+    if teacher is not None and teacher_weight > 0:
+        total = total + teacher_weight * unobserved_mse(out, teacher.to(out.dtype), mask)
+    total.backward()
     optimizer.step()
     with torch.no_grad():
         sse = float(masked_sse(out, x, mask))

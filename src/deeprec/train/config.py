@@ -87,6 +87,14 @@ class TrainConfig:
     # epochs (the final fit; no effect without a validation split). DeepRec() with no model
     # keyword turns it on for the model it chooses; a pinned config refits only when asked
     refit: bool = False
+    # distillation (deeprec.teacher): an ensemble preset's name (e.g. ml-100k-ensemble) or
+    # an ensemble YAML's path. Its models train first, on the same split, and their
+    # equal-weight mean predicts every (user, item) cell from training inputs; teacher_weight
+    # times the mean squared distance of this model's outputs to that mean over the cells
+    # without a training rating is added to its loss. With refit, the teacher's models are
+    # refitted first. Only this model is kept. "" = off; compute: reference only
+    teacher: str = ""
+    teacher_weight: float = 10.0
     optimizer: str = "adam"
     lr: float = 0.001
     momentum: float = 0.9
@@ -200,6 +208,7 @@ class TrainConfig:
             "needs weight_kernel_dim > 0 (it penalises the kernels)",
         )
         self._validate_global_kernel()
+        self._validate_teacher()
         _expect(self.lbfgs_iterations >= 1, "lbfgs_iterations", "must be >= 1")
         _expect(
             self.optimizer != "lbfgs"
@@ -289,6 +298,22 @@ class TrainConfig:
             "global_kernel",
             "needs orientation: item, compute: reference, precision: fp32, refeed_steps: 0 "
             "and a first-order optimizer (the fine-tuning convolves the whole matrix)",
+        )
+
+    def _validate_teacher(self) -> None:
+        _expect(isinstance(self.teacher, str), "teacher", "must be a preset name or a path")
+        self.teacher = self.teacher.strip()
+        self.teacher_weight = _float("teacher_weight", self.teacher_weight)
+        _expect(
+            math.isfinite(self.teacher_weight) and self.teacher_weight >= 0.0,
+            "teacher_weight",
+            f"must be >= 0, got {self.teacher_weight}",
+        )
+        _expect(
+            not self.teacher or (self.compute == "reference" and self.optimizer != "lbfgs"),
+            "teacher",
+            "needs compute: reference and a first-order optimizer (the distillation term is "
+            "in the reference step and the fine-tuning phases only)",
         )
 
     # ------------------------------------------------------------ conversion

@@ -27,7 +27,7 @@ from deeprec.data.sparse import CSRMatrix
 from deeprec.errors import ConfigError, TrainingError
 from deeprec.model.autoencoder import AutoEncoder
 from deeprec.model.global_kernel import global_conv, kernel_from_pooled, same_columns
-from deeprec.step.loss import masked_mse, masked_sse
+from deeprec.step.loss import masked_mse, masked_sse, unobserved_mse
 from deeprec.train.config import TrainConfig
 from deeprec.train.evaluation import RatingScale, evaluate_sse
 from deeprec.train.optim import build_optimizer
@@ -97,6 +97,7 @@ def finetune(
         )
     device = next(model.parameters()).device
     x, mask = row_batch(data.train, np.arange(n_rows)).to(device).dense()
+    teacher = None if data.teacher is None else data.teacher.to(device)
     lr = config.finetune_lr or config.lr
     optimizer = build_optimizer(model.parameters(), replace(config, lr=lr, lr_schedule="none"))
     generator = torch.Generator(device=device).manual_seed(config.seed + 7919)
@@ -115,7 +116,10 @@ def finetune(
             inputs = conv * (keep >= config.input_dropout) / (1.0 - config.input_dropout)
         out = model(inputs)
         loss = masked_mse(out, x, mask)
-        (loss + kernel_penalty(model, config.kernel_sparsity)).backward()
+        total = loss + kernel_penalty(model, config.kernel_sparsity)
+        if teacher is not None and config.teacher_weight > 0:  # distillation (config teacher)
+            total = total + config.teacher_weight * unobserved_mse(out, teacher, mask)
+        total.backward()
         optimizer.step()
         if not math.isfinite(float(loss.detach())):
             raise TrainingError(f"loss became {float(loss.detach())} in fine-tuning epoch {epoch}")

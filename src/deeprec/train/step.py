@@ -54,9 +54,14 @@ StepFunction = Callable[[RowBatch], StepResult]
 
 
 def make_step(
-    model: AutoEncoder, optimizer: torch.optim.Optimizer, config: TrainConfig
+    model: AutoEncoder,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    teacher: torch.Tensor | None = None,
 ) -> StepFunction:
     """The step function for config.compute / config.precision (the trainer's one dispatch).
+    `teacher`: a dense (rows x columns) matrix of teacher predictions in the model's target
+    space, which distillation pulls the unobserved outputs toward (reference step only).
 
     compute=reference runs NVIDIA's dense math (bf16 through autocast, as a GPU port would);
     compute=fast runs `deeprec.step.fast.FastStep` (same loss and gradients, less work).
@@ -79,6 +84,9 @@ def make_step(
     device_type = next(model.parameters()).device.type  # cpu or cuda: autocast per device
 
     def step(batch: RowBatch) -> StepResult:
+        rows = None
+        if teacher is not None:
+            rows = teacher[torch.as_tensor(batch.rows, device=teacher.device, dtype=torch.long)]
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
             return reference_step(
                 model,
@@ -87,6 +95,8 @@ def make_step(
                 refeed_steps=config.refeed_steps,
                 input_dropout=config.input_dropout,
                 kernel_sparsity=config.kernel_sparsity,
+                teacher=rows,
+                teacher_weight=config.teacher_weight,
             )
 
     return step

@@ -31,11 +31,14 @@ from deeprec.train.step import StepResult, make_step
 
 @dataclass
 class OrientedData:
-    """The dataset's splits as row matrices in the model's orientation."""
+    """The dataset's splits as row matrices in the model's orientation; `teacher`, when
+    distilling, the teacher's dense predictions as (rows x columns) targets in the model's
+    target space (deeprec.teacher)."""
 
     train: CSRMatrix
     valid: CSRMatrix
     test: CSRMatrix
+    teacher: torch.Tensor | None = None
 
     @classmethod
     def from_dataset(cls, dataset: PreparedDataset, orientation: str) -> OrientedData:
@@ -133,7 +136,10 @@ class Trainer:
         # compute/precision dispatch. Under DDP the autograd (reference) step runs through the
         # DDP module; the fast step computes gradients by hand and all-reduces them itself.
         autograd_ddp = self.ddp is not None and config.compute == "reference"
-        self.step = make_step(self.ddp.module if autograd_ddp else model, self.optimizer, config)
+        teacher = None if data.teacher is None else data.teacher.to(self.device)
+        self.step = make_step(
+            self.ddp.module if autograd_ddp else model, self.optimizer, config, teacher
+        )
         if self.ddp is not None and not autograd_ddp:
             self.step.before_update = self.ddp.before_update
         # [gpu] compute=fast on CUDA: whole epochs of CUDA-graph steps (step/graph.py),
