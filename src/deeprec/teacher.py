@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from deeprec.data.dataset import PreparedDataset
-from deeprec.ensemble_config import load_ensemble_preset, member_groups, read_ensemble_yaml
+from deeprec.ensemble_config import expand_members, load_ensemble_preset, read_ensemble_yaml
 from deeprec.errors import ConfigError, DataError
 from deeprec.presets import is_ensemble_preset
 from deeprec.train.config import TrainConfig
@@ -44,7 +44,7 @@ def teacher_configs(spec: str) -> list[TrainConfig]:
                 f"teacher {spec!r} is neither an ensemble YAML file nor an ensemble preset"
             )
         kwargs = load_ensemble_preset(name)
-    configs = [c for group in member_groups(kwargs["members"]) for c in group]
+    configs = expand_members(kwargs["members"])
     for k, config in enumerate(configs):
         if config.teacher:
             raise ConfigError(f"teacher {spec}: model {k} has a teacher itself")
