@@ -17,6 +17,7 @@ from deeprec.teacher import Teacher, teacher_configs
 from deeprec.train.config import TrainConfig
 
 from .model_data import split_frame, synthetic_frame
+from .test_cli import _run
 
 BASE = dict(
     hidden=[16],
@@ -168,23 +169,15 @@ def test_a_teacher_needs_a_pinned_student(small, teacher_path) -> None:
 def test_deeprec_train_distils_from_a_config_and_records_the_teacher(
     small, teacher_path, tmp_path
 ) -> None:
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     data = small.save(tmp_path / "data")
     config = tmp_path / "student.yaml"
     config.write_text(
         "hidden: [16]\norientation: item\ncompute: reference\nlr: 0.01\nepochs: 5\n"
         f"teacher: {teacher_path}\nteacher_weight: 5.0\nrefit: true\n"
     )
-    src = Path(__file__).resolve().parents[2] / "src"
-    env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "deeprec", "train", "--data", str(data), "--config",
-         str(config), "--out", str(tmp_path / "run"), "--quiet"],
-        env=env, capture_output=True, text=True, timeout=300,
+    proc = _run(
+        "train", "--data", str(data), "--config", str(config), "--out", str(tmp_path / "run"),
+        "--quiet", cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())

@@ -23,6 +23,4 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
 def unobserved_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean squared error over the entries where mask is 0 (distillation: `target` is a
     teacher's dense prediction there; the observed entries keep the ratings' loss)."""
-    unobserved = 1.0 - mask
-    diff = (pred - target) * unobserved
-    return (diff * diff).sum() / unobserved.sum().clamp_min(1.0)
+    return masked_mse(pred, target, 1.0 - mask)
